@@ -1,0 +1,38 @@
+"""`check`: the token works and every configured stream exists, without reading any stream."""
+
+import logging
+from typing import List
+
+from airbyte_cdk.models import AirbyteConnectionStatus, Status
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from source_commsmining.api import CmApi, CmStream
+
+
+def _explain(error: Exception) -> str:
+    if isinstance(error, AirbyteTracedException):
+        return error.message or error.internal_message or type(error).__name__
+    return f"{type(error).__name__}: {error}"
+
+
+def check_connection(api: CmApi, endpoint: str, streams: List[CmStream], logger: logging.Logger) -> AirbyteConnectionStatus:
+    try:
+        sources = api.list_sources()
+    except AirbyteTracedException as error:
+        return AirbyteConnectionStatus(status=Status.FAILED, message=_explain(error))
+    except Exception as error:  # transport failures after retries
+        return AirbyteConnectionStatus(
+            status=Status.FAILED,
+            message=f"Could not reach the Communications Mining API at {endpoint}: {_explain(error)}. "
+            "Check `api_endpoint` (e.g. https://acme.reinfer.io) and that this network can reach it.",
+        )
+    logger.info(f"check: the token can see {len(sources)} sources")
+    problems = []
+    for index, cm in enumerate(streams):
+        try:
+            api.get_stream(cm)
+        except Exception as error:
+            problems.append(f"streams[{index}] {cm.key}: {_explain(error)}")
+    if problems:
+        return AirbyteConnectionStatus(status=Status.FAILED, message=" | ".join(problems))
+    return AirbyteConnectionStatus(status=Status.SUCCEEDED)

@@ -1,0 +1,34 @@
+"""Custom components the manifest names: the `/results` record extractor."""
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, MutableMapping
+from urllib.parse import unquote, urlsplit
+
+import requests
+from airbyte_cdk.sources.declarative.extractors.record_extractor import RecordExtractor
+
+from source_commsmining.envelope import decode
+from source_commsmining.records import build_record
+
+_RESULTS_PATH = re.compile(r"/datasets/(?P<project>[^/]+)/(?P<dataset>[^/]+)/streams/(?P<stream>[^/]+)/results$")
+
+
+@dataclass
+class ResultsExtractor(RecordExtractor):
+    """Builds `stream_results` records from a `/results` page (used by the declarative peek).
+
+    The CM stream a record came from is read off the request path, which the manifest's
+    `results_requester` builds from the partition.
+    """
+
+    def extract_records(self, response: requests.Response) -> Iterable[MutableMapping[Any, Any]]:
+        body = decode(response, required=("results", "continuation"))
+        match = _RESULTS_PATH.search(urlsplit(response.request.url).path)
+        if match is None:
+            raise ValueError(f"not a /results URL: {urlsplit(response.request.url).path}")
+        names = {key: unquote(value) for key, value in match.groupdict().items()}
+        model = body.get("model")
+        version = model.get("version") if isinstance(model, Mapping) else None
+        for result in body["results"]:
+            yield build_record(result, names["project"], names["dataset"], names["stream"], version)

@@ -1,0 +1,59 @@
+"""Decodes Communications Mining response bodies, refusing anything that is not a real answer.
+
+A 2xx can still be an error (`"status": "error"`), an HTML page from a proxy, or a body that
+lacks the keys a reader relies on. Treating any of these as "no data" would end a sync early
+and silently, so each is an error with a message that says what came back.
+"""
+
+from typing import Any, Mapping, Sequence
+
+import orjson
+import requests
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+_SNIPPET = 120
+
+
+class BadResponse(AirbyteTracedException):
+    """A 2xx response whose body is not a usable Communications Mining answer."""
+
+
+def _where(response: requests.Response) -> str:
+    request = response.request
+    path = requests.utils.urlparse(request.url).path if request is not None and request.url else "?"
+    method = request.method if request is not None else "?"
+    return f"{method} {path} (HTTP {response.status_code})"
+
+
+def decode(response: requests.Response, required: Sequence[str] = ()) -> Mapping[str, Any]:
+    """Returns the JSON body of `response`, or raises BadResponse saying what was wrong."""
+    where = _where(response)
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        snippet = response.text[:_SNIPPET].replace("\n", " ")
+        raise BadResponse(
+            message=f"The Communications Mining API returned a body that is not JSON for {where}: "
+            f"{snippet!r}. Is `api_endpoint` the tenant URL, and is a proxy in the way?",
+            failure_type=FailureType.system_error,
+        )
+    if not isinstance(body, dict):
+        raise BadResponse(
+            message=f"The Communications Mining API returned JSON that is not an object for {where}.",
+            failure_type=FailureType.system_error,
+        )
+    if body.get("status") == "error":
+        raise BadResponse(
+            message=f"The Communications Mining API reported an error for {where}: "
+            f"{body.get('message') or 'no message'}",
+            failure_type=FailureType.system_error,
+        )
+    missing = [key for key in required if key not in body]
+    if missing:
+        raise BadResponse(
+            message=f"The Communications Mining API answered {where} without {', '.join(missing)}; "
+            "refusing to treat it as an empty result.",
+            failure_type=FailureType.system_error,
+        )
+    return body

@@ -1,0 +1,100 @@
+"""Turns one `/results` entry into a `stream_results` record.
+
+The whole comment and prediction are kept untouched (unknown future keys survive); a few
+promoted columns make the warehouse table usable without JSON digging.
+"""
+
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+STREAM_THRESHOLD = "stream"
+
+
+def _confidence(value: Any) -> Optional[float]:
+    return value.get("value") if isinstance(value, Mapping) else None
+
+
+def _thresholds(value: Any) -> List[str]:
+    thresholds = value.get("thresholds") if isinstance(value, Mapping) else None
+    return list(thresholds) if isinstance(thresholds, list) else []
+
+
+def _formatted(value: Any) -> Optional[str]:
+    if isinstance(value, Mapping):
+        formatted = value.get("formatted")
+        return None if formatted is None else str(formatted)
+    return None if value is None else str(value)
+
+
+def flatten_prediction(
+    prediction: Optional[Mapping[str, Any]],
+) -> Tuple[List[Dict[str, Any]], List[str], List[Dict[str, Any]]]:
+    """Returns (labels, names of labels meeting the stream threshold, general fields)."""
+    labels: List[Dict[str, Any]] = []
+    stream_labels: List[str] = []
+    general_fields: List[Dict[str, Any]] = []
+    if not isinstance(prediction, Mapping):
+        return labels, stream_labels, general_fields
+    for taxonomy in prediction.get("taxonomies") or []:
+        taxonomy_name = taxonomy.get("name")
+        for label in taxonomy.get("labels") or []:
+            name = label.get("name") or ""
+            occurrence = label.get("occurrence_confidence")
+            thresholds = _thresholds(occurrence)
+            meets = STREAM_THRESHOLD in thresholds
+            parent, _, _ = name.rpartition(" > ")
+            labels.append(
+                {
+                    "taxonomy": taxonomy_name,
+                    "name": name,
+                    "parent": parent or None,
+                    "confidence": _confidence(occurrence),
+                    "thresholds": thresholds,
+                    "extraction_confidence": _confidence(label.get("extraction_confidence")),
+                    "meets_stream_threshold": meets,
+                }
+            )
+            if meets:
+                stream_labels.append(name)
+        for field in taxonomy.get("general_fields") or []:
+            general_fields.append(
+                {
+                    "taxonomy": taxonomy_name,
+                    "name": field.get("name") or "",
+                    "value": _formatted(field.get("value")),
+                    "confidence": _confidence(field.get("confidence")),
+                }
+            )
+    return labels, stream_labels, general_fields
+
+
+def build_record(
+    result: Mapping[str, Any], project: str, dataset: str, stream: str, model_version: Any = None
+) -> Dict[str, Any]:
+    comment = result["comment"]
+    prediction = result.get("prediction")
+    messages = comment.get("messages") or []
+    first = messages[0] if messages and isinstance(messages[0], Mapping) else {}
+    subject = first.get("subject")
+    labels, stream_labels, general_fields = flatten_prediction(prediction)
+    return {
+        "uid": comment["uid"],
+        "project": project,
+        "dataset": dataset,
+        "stream": stream,
+        "comment_id": comment.get("id"),
+        "source_id": comment.get("source_id"),
+        "thread_id": comment.get("thread_id"),
+        "created_at": comment.get("created_at"),
+        "timestamp": comment.get("timestamp"),
+        "last_modified": comment.get("last_modified"),
+        "subject": subject.get("text") if isinstance(subject, Mapping) else None,
+        "sender": first.get("from"),
+        "message_count": len(messages),
+        "model_version": model_version,
+        "labels": labels,
+        "stream_labels": stream_labels,
+        "general_fields": general_fields,
+        "comment": comment,
+        "prediction": prediction,
+        "continuation": result["continuation"],
+    }

@@ -1,0 +1,262 @@
+"""Reads `stream_results` so that nothing the server counts as consumed is ever lost.
+
+Reading a Communications Mining stream is destructive: once it is advanced past a comment,
+the API will not serve that comment again. So, per configured stream (one worker thread each,
+up to `parallel_streams` at once):
+
+    GET /results -> hand the batch to the main thread -> main thread yields its RECORDs, then
+    a STATE holding the batch continuation, then flushes stdout -> only then does the worker
+    POST /advance.
+
+The main thread is the only one that yields messages; the generator is resumed by `launch()`
+only after it printed the previous message, so after the STATE's yield returns and the flush,
+the batch and its checkpoint are on the stdout file descriptor. If the process dies anywhere,
+the server has consumed at most what was already printed with its STATE.
+
+At the start of a sync each stream is put where the given state says (the destination's last
+commit): reset to the state's `created_at` watermark (when `rewind_on_resume`), then advance
+to its continuation. See README "Delivery guarantees".
+"""
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+
+from airbyte_cdk.models import AirbyteMessage, AirbyteStreamStatus, FailureType, Level
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from source_commsmining import messages
+from source_commsmining.api import CmApi, CmStream
+from source_commsmining.envelope import BadResponse
+from source_commsmining.records import build_record
+from source_commsmining.state import ResultsState, max_timestamp
+
+PROGRESS_INTERVAL_SECONDS = 10.0
+_ACK_POLL_SECONDS = 0.2
+
+
+@dataclass
+class _Batch:
+    cm: CmStream
+    records: List[Dict[str, Any]]
+    continuation: str
+    watermark: Optional[str]
+    delivered: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class _Log:
+    message: str
+    level: Level = Level.INFO
+
+
+@dataclass
+class _Done:
+    cm: CmStream
+    error: Optional[BaseException] = None
+
+
+_Event = Union[_Batch, _Log, _Done]
+
+
+@dataclass
+class _Progress:
+    records: int = 0
+    batches: int = 0
+    position: str = ""
+    logged_at: float = field(default_factory=time.monotonic)
+
+
+class ResultsReader:
+    def __init__(
+        self,
+        api_factory: Callable[[], CmApi],
+        streams: List[CmStream],
+        state: ResultsState,
+        *,
+        parallel_streams: int = 4,
+        max_records: Optional[int] = None,
+        rewind_on_resume: bool = True,
+        flush: Callable[[], None] = messages.flush_stdout,
+        logger: Optional[logging.Logger] = None,
+    ):
+        self._api_factory = api_factory
+        self._streams = streams
+        self._state = state
+        self._parallel = max(1, min(parallel_streams, len(streams) or 1))
+        self._max_records = max_records
+        self._rewind = rewind_on_resume
+        self._flush = flush
+        self._logger = logger or logging.getLogger("airbyte")
+        self._events: "queue.Queue[_Event]" = queue.Queue()
+        self._stop = threading.Event()
+        self._emitted = 0  # written by the main thread only
+
+    # ------------------------------------------------------------------ main thread
+    def read(self) -> Iterator[AirbyteMessage]:
+        yield messages.status(AirbyteStreamStatus.STARTED)
+        if not self._streams:
+            yield messages.log("stream_results: no Communications Mining streams are configured (`streams` is empty).")
+            yield messages.state(self._state.as_dict())
+            yield messages.status(AirbyteStreamStatus.COMPLETE)
+            return
+        resume_cursors = {cm.key: self._state.cursor(cm) for cm in self._streams}
+        progress = {cm.key: _Progress() for cm in self._streams}
+        errors: List[BaseException] = []
+        pending = len(self._streams)
+        running_sent = False
+        executor = ThreadPoolExecutor(max_workers=self._parallel, thread_name_prefix="cm-stream")
+        try:
+            for cm in self._streams:
+                executor.submit(self._read_partition, cm, resume_cursors[cm.key])
+            while pending:
+                event = self._events.get()
+                if isinstance(event, _Batch):
+                    if not running_sent:
+                        yield messages.status(AirbyteStreamStatus.RUNNING)
+                        running_sent = True
+                    emitted_at = messages.now_ms()
+                    for data in event.records:
+                        yield messages.record(data, emitted_at)
+                    self._state.update(event.cm, event.continuation, event.watermark)
+                    yield messages.state(self._state.as_dict())
+                    # Resumed: launch() has printed the STATE. Push it to the fd, then let the worker advance.
+                    self._flush()
+                    self._emitted += len(event.records)
+                    event.delivered.set()
+                    log = self._progress(event.cm, progress[event.cm.key], event)
+                    if log:
+                        yield messages.log(log)
+                elif isinstance(event, _Log):
+                    yield messages.log(event.message, event.level)
+                else:
+                    pending -= 1
+                    yield messages.log(self._progress(event.cm, progress[event.cm.key], None) or "")
+                    if event.error is not None:
+                        errors.append(event.error)
+                        yield messages.log(
+                            f"stream_results {event.cm.key} failed: {_describe(event.error)}", Level.ERROR
+                        )
+        finally:
+            # Any worker still waiting for its batch to be delivered gives up without advancing.
+            self._stop.set()
+            executor.shutdown(wait=False, cancel_futures=True)
+        # A last checkpoint even when no batch came: Airbyte expects one per sync.
+        yield messages.state(self._state.as_dict())
+        self._flush()
+        if errors:
+            yield messages.status(AirbyteStreamStatus.INCOMPLETE)
+            first = errors[0]
+            if isinstance(first, AirbyteTracedException):
+                raise first
+            raise AirbyteTracedException(
+                message=f"stream_results failed: {_describe(first)}",
+                internal_message=repr(first),
+                failure_type=FailureType.system_error,
+            ) from first
+        yield messages.status(AirbyteStreamStatus.COMPLETE)
+
+    @staticmethod
+    def _progress(cm: CmStream, progress: _Progress, batch: Optional[_Batch]) -> Optional[str]:
+        """A progress line per CM stream at most every PROGRESS_INTERVAL_SECONDS, and one at its end."""
+        if batch is not None:
+            progress.records += len(batch.records)
+            progress.batches += 1
+            progress.position = batch.continuation
+        now = time.monotonic()
+        if batch is not None and now - progress.logged_at < PROGRESS_INTERVAL_SECONDS:
+            return None
+        progress.logged_at = now
+        word = "progress" if batch is not None else "finished"
+        position = progress.position or "unchanged"
+        return (
+            f"stream_results {cm.key} {word}: {progress.records} records in {progress.batches} batches, "
+            f"position {position}"
+        )
+
+    # ------------------------------------------------------------------ worker threads
+    def _read_partition(self, cm: CmStream, cursor: Optional[Dict[str, Any]]) -> None:
+        try:
+            api = self._api_factory()
+            if cursor:
+                self._resume(api, cm, cursor)
+            last_continuation = cursor["continuation"] if cursor else None
+            while not self._stop.is_set():
+                if self._max_records is not None and self._emitted >= self._max_records:
+                    self._events.put(_Log(f"stream_results {cm.key}: stopping at the cap of {self._max_records} records per sync."))
+                    break
+                body = api.results(cm)
+                results = body["results"]
+                continuation = body["continuation"]
+                more = body.get("more_results") is True
+                if not isinstance(results, list) or not isinstance(continuation, str) or not continuation:
+                    raise BadResponse(
+                        message=f"/results for {cm.key} returned a malformed batch (results or continuation of the wrong type).",
+                        failure_type=FailureType.system_error,
+                    )
+                if not results and (continuation == last_continuation or not (more or body.get("num_filtered"))):
+                    break  # nothing new: the end of the stream
+                model = body.get("model")
+                model_version = model.get("version") if isinstance(model, dict) else None
+                records = [build_record(result, cm.project, cm.dataset, cm.stream, model_version) for result in results]
+                watermark = None
+                for data in records:
+                    watermark = max_timestamp(watermark, data.get("created_at"))
+                batch = _Batch(cm, records, continuation, watermark)
+                self._events.put(batch)
+                if not self._wait_delivered(batch):
+                    return  # the sync is stopping: never advance past what was not delivered
+                api.advance(cm, continuation)
+                last_continuation = continuation
+                if not more:
+                    break
+            self._events.put(_Done(cm))
+        except BaseException as error:  # reported to the main thread, which fails the sync
+            self._events.put(_Done(cm, error))
+
+    def _wait_delivered(self, batch: _Batch) -> bool:
+        while not batch.delivered.wait(_ACK_POLL_SECONDS):
+            if self._stop.is_set():
+                return False
+        return True
+
+    def _resume(self, api: CmApi, cm: CmStream, cursor: Dict[str, Any]) -> None:
+        """Puts the server stream at the state's position, back or forward."""
+        watermark = cursor.get("created_at")
+        rewound = False
+        if self._rewind and watermark:
+            rewound = api.reset(cm, watermark)
+            if not rewound:
+                self._events.put(
+                    _Log(
+                        f"stream_results {cm.key}: the API token may not reset streams (403; it needs the 'Modify streams' "
+                        "permission), so the stream cannot be moved back to the state the destination committed. Going on "
+                        "from the continuation only: if an earlier sync's records were not committed by the destination, "
+                        "they will not be read again.",
+                        Level.WARN,
+                    )
+                )
+        try:
+            api.advance(cm, cursor["continuation"])
+        except BadResponse as error:
+            self._events.put(
+                _Log(
+                    f"stream_results {cm.key}: the API refused to advance to the state's continuation ({error.message}). "
+                    + (
+                        "Going on from the reset watermark; a few comments may be delivered again."
+                        if rewound
+                        else "Going on from the stream's current position; comments after the destination's last commit may be missing."
+                    ),
+                    Level.WARN,
+                )
+            )
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, AirbyteTracedException):
+        return error.message or error.internal_message or type(error).__name__
+    return f"{type(error).__name__}: {error}"
