@@ -81,7 +81,7 @@ class ResultsReader:
         parallel_streams: int = 4,
         max_records: Optional[int] = None,
         rewind_on_resume: bool = True,
-        flush: Callable[[], None] = messages.flush_stdout,
+        flush: Optional[Callable[[], None]] = None,
         logger: Optional[logging.Logger] = None,
     ):
         self._api_factory = api_factory
@@ -90,7 +90,7 @@ class ResultsReader:
         self._parallel = max(1, min(parallel_streams, len(streams) or 1))
         self._max_records = max_records
         self._rewind = rewind_on_resume
-        self._flush = flush
+        self._flush = flush or (lambda: messages.flush_stdout())  # looked up per call: tests patch it
         self._logger = logger or logging.getLogger("airbyte")
         self._events: "queue.Queue[_Event]" = queue.Queue()
         self._stop = threading.Event()

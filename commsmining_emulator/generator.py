@@ -1,0 +1,329 @@
+"""Deterministic, index-addressed generation of comments and predictions.
+
+Why this module exists: the emulator must serve up to millions of comments with flat memory,
+so nothing is stored per generated comment. Every comment is a pure function of
+(seed, dataset salt, queue index); every prediction a pure function of (comment id, model
+version). Text comes from pools built once at import, so generating a comment costs a few
+dozen random draws and some string joins (tens of microseconds).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+MASK64 = (1 << 64) - 1
+
+
+def mix64(*parts: int) -> int:
+    """splitmix64-style mixing of several integers into one well-spread 64-bit value."""
+    h = 0x9E3779B97F4A7C15
+    for p in parts:
+        h = (h ^ (p & MASK64)) & MASK64
+        h = (h + 0x9E3779B97F4A7C15) & MASK64
+        h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & MASK64
+        h ^= h >> 31
+    return h
+
+
+def str_salt(s: str) -> int:
+    """Stable (not PYTHONHASHSEED-dependent) 64-bit hash of a string."""
+    h = 0xCBF29CE484222325
+    for b in s.encode("utf-8"):
+        h = ((h ^ b) * 0x100000001B3) & MASK64
+    return mix64(h)
+
+
+def fmt_ms(ms: int) -> str:
+    """Milliseconds since the epoch -> RFC 3339 UTC, the API's style: 2018-09-17T09:54:56.332000Z."""
+    s, milli = divmod(int(ms), 1000)
+    t = time.gmtime(s)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03d000Z" % (t[0], t[1], t[2], t[3], t[4], t[5], milli)
+
+
+# ---------------------------------------------------------------------------------------------
+# Text pools (built once)
+# ---------------------------------------------------------------------------------------------
+
+FIRST = ["Alice", "Bob", "Chloé", "Dmitri", "Élodie", "François", "Guðrún", "Hiroshi", "Ingrid", "José",
+         "Kateřina", "Li Wei", "María", "Nnamdi", "Øystein", "Priya", "Quentin", "Renée", "Søren", "Tomás",
+         "Ümit", "Valentina", "Wojciech", "Xiù", "Yusuf", "Zoë", "山田", "Саша"]
+LAST = ["Smith", "Müller", "Dubois", "García", "Rossi", "Nowak", "Johansson", "Tanaka", "O'Brien", "Kowalski",
+        "Nguyễn", "Papadopoulos", "Svensson", "Fernández", "Ivanova", "Chen", "Okafor", "Lefèvre"]
+CUSTOMER_DOMAINS = ["example.com", "client-bank.co.uk", "globex.example", "initech.example", "umbrella.example",
+                    "münchen-versicherung.de", "tokyo-trading.jp", "acme-partners.org"]
+OUR_DOMAIN = "acme.example"
+MAILBOXES = ["support@acme.example", "billing@acme.example", "claims@acme.example", "ops@acme.example"]
+FOLDERS = ["Inbox (/ Inbox)", "Sent (/ Sent)", "Inbox (/ Inbox/Escalations)", "Archive (/ Archive)"]
+PRIORITIES = ["Normal", "Normal", "Low", "High", "Normal"]
+REGIONS = ["EMEA", "APAC", "AMER", "LATAM"]
+
+SUBJECTS = [
+    "Refund for order #{n}", "Invoice {n} query", "Address change request", "Claim {n}: status update",
+    "Margin call notification {n}", "Please close my account", "Complaint about delayed delivery",
+    "Urgent: payment failed", "Question about your fees", "Re-issue of statement for {n}",
+    "Remboursement commande n°{n}", "Rückerstattung für Bestellung {n}", "請求書 {n} について",
+    "Policy renewal {n} 🚗", "Duplicate charge on card ending {n}", "Interest accrual for period {n}",
+]
+OPENERS = ["Hi team,", "Hello,", "Dear Sir or Madam,", "Good morning,", "Bonjour,", "Hallo zusammen,",
+           "お世話になっております。", "Hi {first},", "Dear {first},"]
+SENTENCES = [
+    "Could you please look into this as soon as possible?",
+    "I was charged twice for the same order and would like a refund of {amt}.",
+    "Please find attached the invoice we discussed on the phone.",
+    "The payment of {amt} was due on {date} but has not arrived yet.",
+    "We moved offices; our new address is 12 Rue de la Paix, 75002 Paris.",
+    "My policy number is POL-{n} and the claim reference is CLM-{n2}.",
+    "I have been waiting for three weeks without any answer, which is unacceptable. 😠",
+    "Thank you for your quick help last time! 🙏",
+    "Kindly confirm receipt of this e-mail.",
+    "Die Lieferung ist leider beschädigt angekommen.",
+    "La facture ne correspond pas à la commande passée le {date}.",
+    "振込が確認できませんでしたので、ご確認をお願いいたします。",
+    "The margin call amount is {amt} and the notification date is {date}.",
+    "Our client Big Client Example Bank asked for a statement for the last quarter.",
+    "Please treat this as urgent: the deadline is {date}.",
+    "Can you explain the fee of {amt} on my latest statement?",
+]
+CLOSERS = ["Thanks,", "Best regards,", "Kind regards,", "Cordialement,", "Mit freundlichen Grüßen,", "よろしくお願いいたします。", "Cheers,"]
+DISCLAIMER = ("This e-mail and any attachments are confidential and may be privileged. If you are not the "
+              "intended recipient, please notify the sender immediately and delete it. ")
+ATTACH = [("invoice.pdf", "application/pdf"), ("statement.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+          ("photo.jpg", "image/jpeg"), ("contract.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+          ("scan 2024 été.pdf", "application/pdf"), ("log.txt", "text/plain")]
+CURRENCIES = ["GBP", "EUR", "USD", "AUD", "JPY", "CHF"]
+CLIENTS = ["Big Client Example Bank", "Globex Corporation", "Initech Ltd", "Umbrella Insurance", "Société Générale d'Exemple", "東京商事"]
+
+
+def _long_body(k: int) -> str:
+    r = random.Random(1000 + k)
+    parts = []
+    size = 0
+    while size < 10_500 + 900 * k:
+        s = r.choice(SENTENCES).format(amt="1,234.56 EUR", date="2024-03-01", n=r.randrange(10**6), n2=r.randrange(10**4))
+        parts.append(s)
+        size += len(s.encode("utf-8")) + 1
+    return "Forwarded thread below, see history.\n\n" + "\n".join(parts)
+
+
+LONG_BODIES = [_long_body(k) for k in range(4)]
+
+# ---------------------------------------------------------------------------------------------
+# Taxonomy (label defs) and fields
+# ---------------------------------------------------------------------------------------------
+
+LABELS = [
+    ("Billing", [], "Anything about invoices, charges and payments."),
+    ("Billing > Refund", ["Amount", "Currency", "Order number"], "Customer asks for money back."),
+    ("Billing > Invoice Query", ["Invoice number", "Amount"], "Question about an invoice."),
+    ("Claims", [], "Insurance claims."),
+    ("Claims > New Claim", ["Policy number", "Claim amount"], "A new claim is opened."),
+    ("Claims > Status Update", ["Claim reference"], "Customer chases an existing claim."),
+    ("Account", [], "Account administration."),
+    ("Account > Address Change", ["New address"], "Change of postal address."),
+    ("Account > Closure", [], "Customer wants to close the account."),
+    ("Complaint", [], "Expressed dissatisfaction."),
+    ("Urgent Request", ["Deadline"], "Needs action today."),
+    ("Margin Call", ["Notification Date"], "Margin call notices."),
+    ("Margin Call > Interest Accrual", ["Amount", "Broker number", "Client name", "Currency"], "Interest accrual on a margin call."),
+]
+LEAVES = [i for i, (n, _, _) in enumerate(LABELS) if not any(o.startswith(n + " > ") for o, _, _ in LABELS)]
+LABEL_INDEX = {n: i for i, (n, _, _) in enumerate(LABELS)}
+GENERAL_FIELDS = ["monetary-quantity", "date", "client-name", "MarginCallDateType"]
+
+
+def label_defs() -> list:
+    out = []
+    for name, fields, desc in LABELS:
+        d = {"name": name, "description": desc, "instructions": desc, "external_id": None,
+             "pretrained": None, "moon_form": [{"name": f, "kind": "text", "instructions": ""} for f in fields]}
+        if " > " not in name:
+            d["title"] = name
+        out.append(d)
+    return out
+
+
+def default_label_thresholds(version: int) -> list:
+    out = []
+    for i, (name, _, _) in enumerate(LABELS):
+        thr = 0.35 + (mix64(version, i) % 40) / 100.0
+        out.append({"name": name.split(" > "), "threshold": round(thr, 2)})
+    return out
+
+
+def _field_value(name: str, r: random.Random) -> str:
+    if name in ("Amount", "Claim amount"):
+        return "{:,.2f}".format(r.randrange(100, 10**7) / 100)
+    if name == "Currency":
+        return r.choice(CURRENCIES)
+    if name in ("Order number", "Invoice number", "Broker number"):
+        return str(r.randrange(10**5, 10**7))
+    if name in ("Policy number",):
+        return "POL-%06d" % r.randrange(10**6)
+    if name == "Claim reference":
+        return "CLM-%05d" % r.randrange(10**5)
+    if name == "Client name":
+        return r.choice(CLIENTS)
+    if name == "New address":
+        return "12 Rue de la Paix, 75002 Paris"
+    return "2024-%02d-%02d 00:00 UTC" % (r.randrange(1, 13), r.randrange(1, 29))
+
+
+def make_prediction(comment_id: str, version: int, thresholds: dict) -> dict:
+    """Prediction in the /results shape. thresholds: {"Parent > Child": float}."""
+    r = random.Random(mix64(int(comment_id, 16), version, 77))
+    chosen = sorted(set(r.sample(LEAVES, r.randrange(0, 4))))
+    names = []
+    for li in chosen:
+        name = LABELS[li][0]
+        if " > " in name:
+            parent = name.split(" > ")[0]
+            if parent not in names:
+                names.append(parent)
+        names.append(name)
+    labels = []
+    for name in names:
+        v = r.random() ** 0.5
+        th = []
+        if v >= thresholds.get(name, 0.5):
+            th.append("stream")
+        if v >= 0.25:
+            th.append("high_recall")
+        if v >= 0.5:
+            th.append("balanced")
+        if v >= 0.8:
+            th.append("high_precision")
+        ev = r.random()
+        fields = []
+        for f in LABELS[LABEL_INDEX[name]][1]:
+            fields.append({"name": f, "value": None if r.random() < 0.25 else {"formatted": _field_value(f, r)}})
+        labels.append({"name": name, "occurrence_confidence": {"value": v, "thresholds": th},
+                       "extraction_confidence": {"value": ev, "thresholds": ["stream"] if ev >= 0.5 else []},
+                       "fields": fields})
+    general = []
+    if r.random() < 0.5:
+        general.append({"name": "monetary-quantity", "value": {"formatted": "%s %s" % (_field_value("Amount", r), r.choice(CURRENCIES))},
+                        "confidence": {"value": r.random(), "thresholds": []},
+                        "text_spans": [{"content_part": "body", "message_index": 0, "utf16_byte_start": 0, "utf16_byte_end": 12}]})
+    if r.random() < 0.3:
+        general.append({"name": "MarginCallDateType", "value": {"formatted": _field_value("date", r)}})
+    if r.random() < 0.3:
+        general.append({"name": "client-name", "value": {"formatted": r.choice(CLIENTS)}})
+    if r.random() < 0.1:
+        general.append({"name": "date", "value": None, "confidence": None})
+    return {"taxonomies": [{"name": "default", "labels": labels, "general_fields": general}]}
+
+
+def legacy_labels(prediction: dict | None) -> tuple[list, list]:
+    """(labels, entities) in the legacy /fetch shape: only labels meeting the stream threshold."""
+    if not prediction:
+        return [], []
+    tax = prediction["taxonomies"][0]
+    labels = [{"name": lab["name"].split(" > "), "probability": lab["occurrence_confidence"]["value"]}
+              for lab in tax["labels"] if "stream" in lab["occurrence_confidence"]["thresholds"]]
+    entities = [{"kind": g["name"], "name": g["name"], "formatted_value": g["value"]["formatted"]}
+                for g in tax["general_fields"] if g.get("value")]
+    return labels, entities
+
+
+# ---------------------------------------------------------------------------------------------
+# Comments
+# ---------------------------------------------------------------------------------------------
+
+def priority_of(key: int) -> str:
+    """Cheap per-comment property used by the seeded `urgent-only` filter (about 1 in 10 Urgent)."""
+    h = mix64(key, 0x5EED)
+    if h % 10 == 0:
+        return "Urgent"
+    return PRIORITIES[(h >> 8) % len(PRIORITIES)]
+
+
+def _person(r: random.Random) -> tuple[str, str]:
+    first = r.choice(FIRST)
+    last = r.choice(LAST)
+    dom = r.choice(CUSTOMER_DOMAINS)
+    local = "%s.%s" % (first, last)
+    local = "".join(c for c in local.lower() if c.isascii() and (c.isalnum() or c == ".")) or "user%d" % r.randrange(1000)
+    return "%s %s" % (first, last), "%s@%s" % (local, dom)
+
+
+def make_comment(key: int, source_id: str, local_k: int, created_ms: int, ts_ms: int, priority: str) -> dict:
+    """One realistic e-mail comment. key: a 64-bit value unique to the comment (drives everything)."""
+    r = random.Random(key)
+    cid = "%016x" % mix64(key, 1)
+    thread_no = local_k // 3
+    pos_in_thread = local_k % 3 + 1
+    tkey = mix64(int(source_id, 16), thread_no)
+    thread_hex = "%028x" % (tkey & ((1 << 112) - 1))
+    subj = SUBJECTS[tkey % len(SUBJECTS)].format(n=tkey % 100000)
+    if pos_in_thread > 1:
+        subj = "RE: " + subj
+    full_name, addr = _person(r)
+    first = full_name.split(" ")[0]
+    inbound = r.random() < 0.8
+    mailbox = MAILBOXES[tkey % len(MAILBOXES)]
+    sender, recipient = (addr, mailbox) if inbound else (mailbox, addr)
+    n_msgs = 1 + (r.random() < 0.35) + (r.random() < 0.2) + (r.random() < 0.1)
+    messages = []
+    amt = "{:,.2f} {}".format(r.randrange(100, 10**7) / 100, r.choice(CURRENCIES))
+    date = "2024-%02d-%02d" % (r.randrange(1, 13), r.randrange(1, 29))
+    long_body = r.random() < 0.004
+    for j in range(n_msgs):
+        frm, to = (sender, recipient) if j % 2 == 0 else (recipient, sender)
+        ns = r.randrange(1, 6)
+        body = r.choice(OPENERS).format(first=first) + "\n\n" + " ".join(
+            r.choice(SENTENCES).format(amt=amt, date=date, n=r.randrange(10**6), n2=r.randrange(10**4)) for _ in range(ns))
+        if long_body and j == 0:
+            body = body + "\n\n" + LONG_BODIES[key % len(LONG_BODIES)]
+        msg = {
+            "from": frm,
+            "to": [to],
+            "cc": ["%s@%s" % (r.choice(("team", "manager", "records")), OUR_DOMAIN)] if r.random() < 0.3 else [],
+            "bcc": [],
+            "sent_at": fmt_ms(ts_ms - (n_msgs - 1 - j) * 3_600_000),
+            "language": "en",
+            "subject": {"text": subj if j == 0 else "RE: " + subj},
+            "body": {"text": body},
+        }
+        if r.random() < 0.7:
+            msg["signature"] = {"text": "%s\n%s" % (r.choice(CLOSERS), full_name if frm == addr else "ACME Customer Care")}
+        messages.append(msg)
+    messages.reverse()  # newest first, as mail clients quote
+    attachments = []
+    for _ in range((r.random() < 0.25) + (r.random() < 0.1)):
+        name, ctype = r.choice(ATTACH)
+        attachments.append({"name": name, "size": r.randrange(1_000, 5_000_000), "content_type": ctype,
+                            "content_hash": "%016x%016x" % (mix64(key, 2, len(attachments)), mix64(key, 3)), "inline": False})
+    msg_id = "<%s@%s>" % (cid, sender.split("@")[1])
+    c = {
+        "uid": "%s.%s" % (source_id, cid),
+        "id": cid,
+        "source_id": source_id,
+        "thread_id": thread_hex,
+        "timestamp": fmt_ms(ts_ms),
+        "user_properties": {
+            "string:Sender": sender,
+            "string:Sender Domain": sender.split("@")[1],
+            "string:Folder": FOLDERS[0] if inbound else FOLDERS[1],
+            "string:Message ID": msg_id,
+            "string:Thread": "<%s@thread>" % thread_hex[:16],
+            "string:Has Signature": "Yes" if "signature" in messages[0] else "No",
+            "string:Priority": priority,
+            "string:Region": REGIONS[tkey % len(REGIONS)],
+            "number:Messages": n_msgs,
+            "number:Participants": 2 + len(messages[0]["cc"]),
+            "number:Position in Thread": pos_in_thread,
+            "number:Amount": round(r.randrange(100, 10**7) / 100, 2),
+        },
+        "messages": messages,
+        "text_format": "markdown" if r.random() < 0.1 else "plain",
+        "attachments": attachments,
+        "created_at": fmt_ms(created_ms),
+        "last_modified": fmt_ms(created_ms + r.randrange(0, 86_400_000)),
+        "context": "1",
+        "has_annotations": r.random() < 0.08,
+    }
+    if r.random() < 0.15:
+        c["x_future_field"] = {"kind": "preview", "score": round(r.random(), 3), "tags": ["alpha", "β"]}
+    return c
