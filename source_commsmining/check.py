@@ -18,13 +18,11 @@ def _explain(error: Exception) -> str:
 def check_connection(api: CmApi, endpoint: str, streams: List[CmStream], logger: logging.Logger) -> AirbyteConnectionStatus:
     try:
         sources = api.list_sources()
-    except AirbyteTracedException as error:
-        return AirbyteConnectionStatus(status=Status.FAILED, message=_explain(error))
-    except Exception as error:  # transport failures after retries
+    except Exception as error:  # auth, permissions, transport failures after retries, non-API bodies
         return AirbyteConnectionStatus(
             status=Status.FAILED,
-            message=f"Could not reach the Communications Mining API at {endpoint}: {_explain(error)}. "
-            "Check `api_endpoint` (e.g. https://acme.reinfer.io) and that this network can reach it.",
+            message=f"Could not list sources at {endpoint}: {_explain(error)} "
+            "Check `api_endpoint` (e.g. https://acme.reinfer.io), `api_token`, and that this network can reach the API.",
         )
     logger.info(f"check: the token can see {len(sources)} sources")
     problems = []

@@ -1,9 +1,10 @@
 """Config normalisation (run by the manifest) and the checks JSON schema cannot express."""
 
 import ipaddress
-from typing import Any, Dict, List, MutableMapping
+from typing import Any, Dict, List, Mapping, MutableMapping, Optional
 from urllib.parse import urlsplit
 
+import jsonschema
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.sources.declarative.transformations.config_transformations.config_transformation import (
     ConfigTransformation,
@@ -89,8 +90,40 @@ def configured_streams(config: MutableMapping[str, Any]) -> List[CmStream]:
     return result
 
 
-def validate_config(config: MutableMapping[str, Any]) -> List[CmStream]:
-    """Checks what the spec's JSON schema cannot; returns the configured CM streams."""
+def _field_path(path) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def validate_against_spec(config: Mapping[str, Any], spec_schema: Mapping[str, Any]) -> None:
+    """JSON-schema validation whose message names the field (the CDK's does not)."""
+    errors = sorted(jsonschema.Draft7Validator(spec_schema).iter_errors(dict(config)), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    described = []
+    for error in errors[:5]:
+        field = _field_path(error.absolute_path)
+        if error.validator == "required" and isinstance(error.validator_value, list):
+            missing = [name for name in error.validator_value if name not in (error.instance or {})]
+            field = ".".join(filter(None, [field, missing[0] if missing else ""]))
+        hint = (error.schema or {}).get("description", "") if error.validator != "required" else ""
+        line = f"`{field or 'config'}`: {error.message}"
+        if error.validator == "pattern":
+            line = f"`{field}`: {error.instance!r} is not a valid value"
+        described.append(line + (f" ({_first_sentence(hint)})" if hint else ""))
+    raise _config_error("Invalid configuration: " + "; ".join(described))
+
+
+def _first_sentence(text: str) -> str:
+    return text.split(". ")[0].rstrip(".")
+
+
+def validate_config(config: MutableMapping[str, Any], spec_schema: Optional[Mapping[str, Any]] = None) -> List[CmStream]:
+    """Checks the config against the spec and what the spec cannot say; returns the CM streams."""
+    if spec_schema is not None:
+        validate_against_spec(config, spec_schema)
     validate_endpoint(config.get("api_endpoint"))
     if not isinstance(config.get("api_token"), str) or not config["api_token"].strip():
         raise _config_error("`api_token` is missing: create one under Administration > My Account > API token.")

@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 from typing import List, Optional
 
 import orjson
-from airbyte_cdk.entrypoint import AirbyteEntrypoint, launch
+from airbyte_cdk.entrypoint import AirbyteEntrypoint
+from airbyte_cdk.logger import PRINT_BUFFER
 from airbyte_cdk.models import (
     AirbyteErrorTraceMessage,
     AirbyteMessage,
@@ -17,7 +18,20 @@ from airbyte_cdk.models import (
     Type,
 )
 
+from airbyte_cdk.models import ConnectorSpecification
+from airbyte_cdk.sources.utils.schema_helpers import split_config
+
+from source_commsmining.config import validate_against_spec
 from source_commsmining.source import SourceCommsmining
+
+
+class CommsminingEntrypoint(AirbyteEntrypoint):
+    """The CDK entrypoint, with config errors that name the offending field."""
+
+    @staticmethod
+    def validate_connection(source_spec: ConnectorSpecification, config) -> None:
+        connector_config, _ = split_config(config)
+        validate_against_spec(connector_config, source_spec.connectionSpecification)
 
 
 def _source(args: List[str]) -> Optional[SourceCommsmining]:
@@ -55,4 +69,10 @@ def run(args: Optional[List[str]] = None) -> None:
     source = _source(args)
     if source is None:
         sys.exit(1)
-    launch(source, args)
+    entrypoint = CommsminingEntrypoint(source)
+    parsed_args = entrypoint.parse_args(args)
+    # As airbyte_cdk.entrypoint.launch: every message goes through the PrintBuffer, which
+    # ResultsReader flushes after each STATE before it lets a stream advance.
+    with PRINT_BUFFER:
+        for message in entrypoint.run(parsed_args):
+            print(f"{message}\n", end="")

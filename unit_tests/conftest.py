@@ -86,6 +86,35 @@ def run_read(cfg, cat, state=None, expecting_exception: bool = False) -> Entrypo
     return read(SourceCommsmining(catalog=cat, config=cfg, state=state), cfg, cat, state, expecting_exception=expecting_exception)
 
 
+def run_cli(args: List[str], files: Dict[str, Any], capsys) -> List[Dict[str, Any]]:
+    """Runs `source-commsmining` in-process (run.run, as the console script) and returns its messages."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from source_commsmining.run import run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for flag, content in files.items():
+            paths[flag] = str(Path(tmp) / f"{flag}.json")
+            Path(paths[flag]).write_text(json.dumps(content))
+        argv = list(args) + [item for flag, path in paths.items() for item in (f"--{flag}", path)]
+        capsys.readouterr()
+        try:
+            run(argv)
+        except SystemExit:
+            pass
+        out = capsys.readouterr().out
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def run_check(cfg, capsys) -> Dict[str, Any]:
+    """`check` through the console script's entrypoint; returns the CONNECTION_STATUS."""
+    messages = run_cli(["check"], {"config": cfg}, capsys)
+    return next(m["connectionStatus"] for m in messages if m["type"] == "CONNECTION_STATUS")
+
+
 def all_output(output: EntrypointOutput) -> str:
     """Every message the run printed, as text, to search for things that must never appear."""
     import orjson
