@@ -1,0 +1,191 @@
+"""The Emulator object: start/stop a server in a background thread and drive it from tests.
+
+Why this module exists: it is the stable Python contract used by the connector's end-to-end
+tests, the demo, chaos tests and benchmarks (and mirrored over HTTP under /_emulator/ so a
+subprocess emulator can be driven from another process).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from urllib.parse import parse_qs
+
+import orjson
+
+from .faults import Fault, FaultSet
+from .server import EmulatorHTTPServer, fault_from_json
+from .world import DEFAULT_TOKEN, ApiError, World
+
+
+class Emulator:
+    def __init__(self, seed=7, comments=None, scenario="default", backward_advance="accept",
+                 host="127.0.0.1", port=0, latency_ms=0, verbose=False, faults=()):
+        if host not in ("127.0.0.1", "localhost"):
+            raise ValueError("the emulator binds 127.0.0.1 only")
+        self.world = World(seed=seed, comments=comments, scenario=scenario, backward_advance=backward_advance)
+        self.seed = seed
+        self.host = "127.0.0.1"
+        self.port = port
+        self.latency_ms = float(latency_ms or 0)
+        self.verbose = verbose
+        self.faults = FaultSet(seed)
+        for f in faults:
+            self.inject(f)
+        self.request_log = deque(maxlen=100_000)
+        self._stats_lock = threading.Lock()
+        self._count = 0
+        self._by_route = Counter()
+        self._by_status = Counter()
+        self._server = None
+        self._thread = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def token(self) -> str:
+        return DEFAULT_TOKEN
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("emulator not started")
+        return "http://127.0.0.1:%d" % self._server.server_address[1]
+
+    def start(self) -> "Emulator":
+        if self._server is not None:
+            return self
+        self._server = EmulatorHTTPServer((self.host, self.port), self)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="commsmining-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        srv, self._server = self._server, None
+        if srv is None:
+            return
+        srv.shutdown()
+        srv.close_all_connections()
+        srv.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # ------------------------------------------------------------------ controls
+    def add_token(self, token=None, permissions=None, projects=None) -> str:
+        return self.world.add_token(token, permissions, projects)
+
+    def upload(self, project, source_name, n) -> list:
+        return self.world.upload(project, source_name, n)
+
+    def create_stream(self, project, dataset, name, model=True, comment_filter=None, at="end"):
+        return self.world.create_stream(project, dataset, name, model, comment_filter, at).to_json()
+
+    def _stream(self, project, dataset, stream):
+        return self.world.stream(project, dataset, stream)
+
+    def stream_state(self, project, dataset, stream) -> dict:
+        return self.world.stream_state(self._stream(project, dataset, stream))
+
+    def consumed_uids(self, project, dataset, stream) -> list:
+        st = self._stream(project, dataset, stream)
+        return [self.world.uid_of(st.dataset, i) for i in self.world.consumed_indexes(st)]
+
+    def served_uids(self, project, dataset, stream) -> list:
+        st = self._stream(project, dataset, stream)
+        return [self.world.uid_of(st.dataset, i) for i in self.world.served_indexes(st)]
+
+    def inject(self, fault: Fault) -> Fault:
+        if isinstance(fault, dict):
+            fault = fault_from_json(fault)
+        return self.faults.add(fault)
+
+    def clear_faults(self):
+        self.faults.clear()
+
+    def _has_faults(self) -> bool:
+        return bool(self.faults._faults)
+
+    def set_latency(self, ms):
+        self.latency_ms = float(ms or 0)
+
+    @property
+    def backward_advance(self) -> str:
+        return self.world.backward_advance
+
+    @backward_advance.setter
+    def backward_advance(self, mode):
+        if mode not in World.BACKWARD_MODES:
+            raise ValueError("backward_advance must be one of %s" % (World.BACKWARD_MODES,))
+        self.world.backward_advance = mode
+
+    def stats(self) -> dict:
+        with self._stats_lock:
+            return {"requests": self._count, "by_route": dict(self._by_route), "by_status": dict(self._by_status),
+                    "faults_fired": self.faults.fired}
+
+    def _record(self, method, path, status, route):
+        with self._stats_lock:
+            self._count += 1
+            self._by_route[route or "unknown"] += 1
+            self._by_status[status] += 1
+            self.request_log.append((method, path, status))
+
+    # ------------------------------------------------------------------ HTTP admin (/_emulator/...)
+    def _admin(self, method, segs, raw, query):
+        body = orjson.loads(raw) if raw.strip() else {}
+        w = self.world
+        if segs == ["health"] and method == "GET":
+            return 200, {"status": "ok", "url": self.url, "token": self.token, "scenario": w.scenario,
+                         "comments": w.n_comments, "seed": w.seed, "backward_advance": w.backward_advance,
+                         "time": time.time()}
+        if segs == ["stats"] and method == "GET":
+            return 200, {"status": "ok", **self.stats()}
+        if segs == ["requests"] and method == "GET":
+            q = parse_qs(query)
+            last = int((q.get("last") or ["1000"])[0])
+            log = list(self.request_log)[-last:] if last > 0 else []
+            return 200, {"status": "ok", "requests": [list(r) for r in log]}
+        if segs and segs[0] == "streams":
+            if len(segs) == 1 and method == "POST":
+                st = self.create_stream(body["project"], body["dataset"], body["name"], body.get("model", True),
+                                        body.get("comment_filter"), body.get("at", "end"))
+                return 200, {"status": "ok", "stream": st}
+            if len(segs) in (4, 5) and method == "GET":
+                p, d, s = segs[1:4]
+                if len(segs) == 4:
+                    return 200, {"status": "ok", **self.stream_state(p, d, s)}
+                if segs[4] == "consumed_uids":
+                    return 200, {"status": "ok", "uids": self.consumed_uids(p, d, s)}
+                if segs[4] == "served_uids":
+                    return 200, {"status": "ok", "uids": self.served_uids(p, d, s)}
+        if segs == ["upload"] and method == "POST":
+            return 200, {"status": "ok", "uids": self.upload(body["project"], body["source"], int(body.get("n", 1)))}
+        if segs == ["faults"]:
+            if method == "POST":
+                items = body if isinstance(body, list) else [body]
+                added = [self.inject(fault_from_json(f)).to_json() for f in items]
+                return 200, {"status": "ok", "faults": added}
+            if method == "DELETE":
+                self.clear_faults()
+                return 200, {"status": "ok"}
+            if method == "GET":
+                return 200, {"status": "ok", "faults": self.faults.list()}
+        if segs == ["latency"] and method == "POST":
+            self.set_latency(body.get("ms", 0))
+            return 200, {"status": "ok", "ms": self.latency_ms}
+        if segs == ["tokens"] and method == "POST":
+            tok = self.add_token(body.get("token"), body.get("permissions"), body.get("projects"))
+            return 200, {"status": "ok", "token": tok}
+        if segs == ["backward_advance"] and method == "POST":
+            self.backward_advance = body.get("mode")
+            return 200, {"status": "ok", "mode": self.backward_advance}
+        raise ApiError(404, "404 Not Found")
