@@ -239,61 +239,70 @@ def priority_of(key: int) -> str:
     return PRIORITIES[(h >> 8) % len(PRIORITIES)]
 
 
-def _person(r: random.Random) -> tuple[str, str]:
-    first = r.choice(FIRST)
-    last = r.choice(LAST)
-    dom = r.choice(CUSTOMER_DOMAINS)
-    local = "%s.%s" % (first, last)
-    local = "".join(c for c in local.lower() if c.isascii() and (c.isalnum() or c == ".")) or "user%d" % r.randrange(1000)
-    return "%s %s" % (first, last), "%s@%s" % (local, dom)
+def _mk_people():
+    out = []
+    for first in FIRST:
+        for last in LAST:
+            local = "".join(c for c in ("%s.%s" % (first, last)).lower() if c.isascii() and (c.isalnum() or c == "."))
+            if not local or local.startswith(".") or local.endswith("."):
+                local = "user.%s" % (local.strip(".") or "x")
+            for dom in CUSTOMER_DOMAINS:
+                out.append(("%s %s" % (first, last), "%s@%s" % (local, dom), first))
+    return out
+
+
+PEOPLE = _mk_people()
 
 
 def make_comment(key: int, source_id: str, local_k: int, created_ms: int, ts_ms: int, priority: str) -> dict:
     """One realistic e-mail comment. key: a 64-bit value unique to the comment (drives everything)."""
     r = random.Random(key)
+    rnd = r.random
     cid = "%016x" % mix64(key, 1)
     thread_no = local_k // 3
     pos_in_thread = local_k % 3 + 1
     tkey = mix64(int(source_id, 16), thread_no)
-    thread_hex = "%028x" % (tkey & ((1 << 112) - 1))
+    thread_hex = "%016x%012x" % (tkey, mix64(tkey, 5) & 0xFFFFFFFFFFFF)
     subj = SUBJECTS[tkey % len(SUBJECTS)].format(n=tkey % 100000)
     if pos_in_thread > 1:
         subj = "RE: " + subj
-    full_name, addr = _person(r)
-    first = full_name.split(" ")[0]
-    inbound = r.random() < 0.8
+    full_name, addr, first = PEOPLE[int(rnd() * len(PEOPLE))]
+    inbound = rnd() < 0.8
     mailbox = MAILBOXES[tkey % len(MAILBOXES)]
     sender, recipient = (addr, mailbox) if inbound else (mailbox, addr)
-    n_msgs = 1 + (r.random() < 0.35) + (r.random() < 0.2) + (r.random() < 0.1)
+    n_msgs = 1 + (rnd() < 0.35) + (rnd() < 0.2) + (rnd() < 0.1)
     messages = []
-    amt = "{:,.2f} {}".format(r.randrange(100, 10**7) / 100, r.choice(CURRENCIES))
-    date = "2024-%02d-%02d" % (r.randrange(1, 13), r.randrange(1, 29))
-    long_body = r.random() < 0.004
+    amt = "{:,.2f} {}".format(int(100 + rnd() * 10**7) / 100, CURRENCIES[int(rnd() * len(CURRENCIES))])
+    date = "2024-%02d-%02d" % (1 + int(rnd() * 12), 1 + int(rnd() * 28))
+    n1 = int(rnd() * 10**6)
+    n2 = int(rnd() * 10**4)
+    nsent = len(SENTENCES)
+    long_body = rnd() < 0.004
     for j in range(n_msgs):
         frm, to = (sender, recipient) if j % 2 == 0 else (recipient, sender)
-        ns = r.randrange(1, 6)
-        body = r.choice(OPENERS).format(first=first) + "\n\n" + " ".join(
-            r.choice(SENTENCES).format(amt=amt, date=date, n=r.randrange(10**6), n2=r.randrange(10**4)) for _ in range(ns))
+        ns = 1 + int(rnd() * 5)
+        body = OPENERS[int(rnd() * len(OPENERS))].format(first=first) + "\n\n" + " ".join(
+            [SENTENCES[int(rnd() * nsent)] for _ in range(ns)]).format(amt=amt, date=date, n=n1, n2=n2)
         if long_body and j == 0:
             body = body + "\n\n" + LONG_BODIES[key % len(LONG_BODIES)]
         msg = {
             "from": frm,
             "to": [to],
-            "cc": ["%s@%s" % (r.choice(("team", "manager", "records")), OUR_DOMAIN)] if r.random() < 0.3 else [],
+            "cc": ["%s@%s" % (("team", "manager", "records")[int(rnd() * 3)], OUR_DOMAIN)] if rnd() < 0.3 else [],
             "bcc": [],
             "sent_at": fmt_ms(ts_ms - (n_msgs - 1 - j) * 3_600_000),
             "language": "en",
             "subject": {"text": subj if j == 0 else "RE: " + subj},
             "body": {"text": body},
         }
-        if r.random() < 0.7:
-            msg["signature"] = {"text": "%s\n%s" % (r.choice(CLOSERS), full_name if frm == addr else "ACME Customer Care")}
+        if rnd() < 0.7:
+            msg["signature"] = {"text": "%s\n%s" % (CLOSERS[int(rnd() * len(CLOSERS))], full_name if frm == addr else "ACME Customer Care")}
         messages.append(msg)
     messages.reverse()  # newest first, as mail clients quote
     attachments = []
-    for _ in range((r.random() < 0.25) + (r.random() < 0.1)):
-        name, ctype = r.choice(ATTACH)
-        attachments.append({"name": name, "size": r.randrange(1_000, 5_000_000), "content_type": ctype,
+    for _ in range((rnd() < 0.25) + (rnd() < 0.1)):
+        name, ctype = ATTACH[int(rnd() * len(ATTACH))]
+        attachments.append({"name": name, "size": 1_000 + int(rnd() * 5_000_000), "content_type": ctype,
                             "content_hash": "%016x%016x" % (mix64(key, 2, len(attachments)), mix64(key, 3)), "inline": False})
     msg_id = "<%s@%s>" % (cid, sender.split("@")[1])
     c = {
@@ -314,16 +323,16 @@ def make_comment(key: int, source_id: str, local_k: int, created_ms: int, ts_ms:
             "number:Messages": n_msgs,
             "number:Participants": 2 + len(messages[0]["cc"]),
             "number:Position in Thread": pos_in_thread,
-            "number:Amount": round(r.randrange(100, 10**7) / 100, 2),
+            "number:Amount": int(100 + rnd() * 10**7) / 100,
         },
         "messages": messages,
-        "text_format": "markdown" if r.random() < 0.1 else "plain",
+        "text_format": "markdown" if rnd() < 0.1 else "plain",
         "attachments": attachments,
         "created_at": fmt_ms(created_ms),
-        "last_modified": fmt_ms(created_ms + r.randrange(0, 86_400_000)),
+        "last_modified": fmt_ms(created_ms + int(rnd() * 86_400_000)),
         "context": "1",
-        "has_annotations": r.random() < 0.08,
+        "has_annotations": rnd() < 0.08,
     }
-    if r.random() < 0.15:
-        c["x_future_field"] = {"kind": "preview", "score": round(r.random(), 3), "tags": ["alpha", "β"]}
+    if rnd() < 0.15:
+        c["x_future_field"] = {"kind": "preview", "score": round(rnd(), 3), "tags": ["alpha", "β"]}
     return c
