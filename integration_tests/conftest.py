@@ -65,7 +65,8 @@ class Run:
         return [m["record"] for m in self.of_type("RECORD")]
 
     def uids(self, stream: str = "stream_results") -> List[str]:
-        return [r["data"]["uid"] for r in self.records if r["stream"] == stream]
+        key = "uid" if stream == "stream_results" else "id"
+        return [r["data"][key] for r in self.records if r["stream"] == stream]
 
     @property
     def states(self) -> List[Dict[str, Any]]:
