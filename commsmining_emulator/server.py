@@ -90,6 +90,11 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self.conns_lock = threading.Lock()
         super().__init__(addr, Handler)
 
+    def handle_error(self, request, client_address):
+        # clients that time out or disconnect mid-answer are normal in chaos runs: stay quiet
+        if self.emu.verbose:
+            super().handle_error(request, client_address)
+
     def close_all_connections(self):
         with self.conns_lock:
             conns = list(self.conns)

@@ -207,6 +207,7 @@ class Stream:
         self.resets = 0
         self.log = deque(maxlen=20_000)
         self.served = bytearray()  # bitmap over queue indexes
+        self.consumed_memo = None  # (low, position, count) for filtered streams
 
     @property
     def full_name(self):
@@ -547,7 +548,14 @@ class World:
             lo, hi = st.low, st.position
         if not st.comment_filter:
             return max(0, hi - lo)
-        return sum(1 for i in range(lo, hi) if st.matches(i))
+        # incremental memo: stream_state is polled while a stream advances through millions of comments
+        memo = st.consumed_memo
+        if memo is not None and memo[0] == lo and memo[1] <= hi:
+            count = memo[2] + sum(1 for i in range(memo[1], hi) if st.matches(i))
+        else:
+            count = sum(1 for i in range(lo, hi) if st.matches(i))
+        st.consumed_memo = (lo, hi, count)
+        return count
 
     def uid_of(self, ds: Dataset, i: int) -> str:
         if i >= ds.n_gen:

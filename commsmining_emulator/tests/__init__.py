@@ -1,0 +1,1 @@
+"""Tests of the Communications Mining emulator (run over real HTTP)."""
