@@ -40,6 +40,7 @@ class Emulator:
         self._by_status = Counter()
         self._server = None
         self._thread = None
+        self._stopping = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -55,6 +56,7 @@ class Emulator:
     def start(self) -> "Emulator":
         if self._server is not None:
             return self
+        self._stopping.clear()
         self._server = EmulatorHTTPServer((self.host, self.port), self)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
@@ -66,6 +68,7 @@ class Emulator:
         srv, self._server = self._server, None
         if srv is None:
             return
+        self._stopping.set()  # wakes handlers sleeping in delay/hang faults or latency
         srv.shutdown()
         srv.close_all_connections()
         srv.server_close()
@@ -110,6 +113,10 @@ class Emulator:
 
     def clear_faults(self):
         self.faults.clear()
+
+    def _sleep(self, seconds: float):
+        if seconds > 0:
+            self._stopping.wait(seconds)
 
     def _has_faults(self) -> bool:
         return bool(self.faults._faults)

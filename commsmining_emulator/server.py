@@ -206,10 +206,10 @@ class Handler(BaseHTTPRequestHandler):
         if fault is not None:
             k = fault.kind
             if k == "delay":
-                time.sleep(fault.seconds)
+                emu._sleep(fault.seconds)
             elif k == "hang":
                 emu._record(method, self.path, 0, route)
-                time.sleep(fault.seconds)
+                emu._sleep(fault.seconds)
                 self._drop(reset=False)
                 return
             elif k == "drop":
@@ -233,7 +233,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(fault.status, orjson.dumps({"status": "error", "message": msg}), headers=headers, t0=t0)
                 return
         if emu.latency_ms:
-            time.sleep(emu.latency_ms / 1000.0)
+            emu._sleep(emu.latency_ms / 1000.0)
         headers = None
         try:
             auth = self.headers.get("Authorization") or ""
