@@ -8,19 +8,20 @@ import pytest
 
 from integration_tests.conftest import TRIAGE, connector_config
 
+# PyAirbyte reads these once, at import: no registry or telemetry calls from a machine without internet.
+os.environ.setdefault("AIRBYTE_OFFLINE_MODE", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
 ab = pytest.importorskip("airbyte", reason="PyAirbyte is in the [demo] extra")
 
 
-def test_sync_into_duckdb_twice_delivers_new_comments_only(emulator, tmp_path, monkeypatch):
-    monkeypatch.setenv("AIRBYTE_OFFLINE_MODE", "1")
-    monkeypatch.setenv("DO_NOT_TRACK", "1")
+def test_sync_into_duckdb_twice_delivers_new_comments_only(emulator, tmp_path):
     source = ab.get_source(
         "source-commsmining",
         config=connector_config(emulator, streams=[TRIAGE]),
         local_executable=str(Path(sys.executable).parent / "source-commsmining"),
         streams=["sources", "stream_results"],
     )
-    cache = ab.DuckDBCache(db_path=str(tmp_path / "cm.duckdb"), schema_name="cm")
+    cache = ab.DuckDBCache(db_path=str(tmp_path / "sync.duckdb"), schema_name="commsmining")
     first = source.read(cache=cache)
     assert len(first["stream_results"]) == 300 and len(first["sources"]) >= 2
     uploaded = emulator.upload("acme", "inbox", 7)
