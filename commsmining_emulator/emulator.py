@@ -33,7 +33,7 @@ class Emulator:
         self.faults = FaultSet(seed)
         for f in faults:
             self.inject(f)
-        self.request_log = deque(maxlen=100_000)
+        self._log = deque(maxlen=100_000)
         self._stats_lock = threading.Lock()
         self._count = 0
         self._by_route = Counter()
@@ -134,6 +134,12 @@ class Emulator:
             raise ValueError("backward_advance must be one of %s" % (World.BACKWARD_MODES,))
         self.world.backward_advance = mode
 
+    @property
+    def request_log(self) -> list:
+        """(method, raw path with query, status) of the last 100k API calls; status 0 = dropped/hung."""
+        with self._stats_lock:
+            return list(self._log)
+
     def stats(self) -> dict:
         with self._stats_lock:
             return {"requests": self._count, "by_route": dict(self._by_route), "by_status": dict(self._by_status),
@@ -144,7 +150,7 @@ class Emulator:
             self._count += 1
             self._by_route[route or "unknown"] += 1
             self._by_status[status] += 1
-            self.request_log.append((method, path, status))
+            self._log.append((method, path, status))
 
     # ------------------------------------------------------------------ HTTP admin (/_emulator/...)
     def _admin(self, method, segs, raw, query):
@@ -159,7 +165,7 @@ class Emulator:
         if segs == ["requests"] and method == "GET":
             q = parse_qs(query)
             last = int((q.get("last") or ["1000"])[0])
-            log = list(self.request_log)[-last:] if last > 0 else []
+            log = self.request_log[-last:] if last > 0 else []
             return 200, {"status": "ok", "requests": [list(r) for r in log]}
         if segs and segs[0] == "streams":
             if len(segs) == 1 and method == "POST":

@@ -277,7 +277,7 @@ def make_comment(key: int, source_id: str, local_k: int, created_ms: int, ts_ms:
     n1 = int(rnd() * 10**6)
     n2 = int(rnd() * 10**4)
     nsent = len(SENTENCES)
-    long_body = rnd() < 0.004
+    long_body = rnd() < 0.006
     for j in range(n_msgs):
         frm, to = (sender, recipient) if j % 2 == 0 else (recipient, sender)
         ns = 1 + int(rnd() * 5)

@@ -477,3 +477,33 @@ def test_cli_subprocess_sigterm(tmp_path):
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def test_keep_alive_and_content_length(emu):
+    import http.client
+
+    host, port = emu.url[len("http://"):].split(":")
+    c = http.client.HTTPConnection(host, int(port), timeout=5)
+    h = {"Authorization": "Bearer " + emu.token}
+    for path in ("/api/v1/sources", "/api/v1/nonexistent", "/api/v1/datasets/acme%2Fcollections/streams/raw/results"):
+        c.request("GET", path, headers=h)
+        r = c.getresponse()
+        body = r.read()
+        assert int(r.getheader("Content-Length")) == len(body) and r.getheader("Server-Timing")
+        assert r.version == 11 and not r.will_close
+    c.request("POST", "/api/v1/sources", body=b"{}", headers=h)
+    r = c.getresponse()
+    assert r.status == 405 and r.read()
+    c.close()
+
+
+def test_fault_parse_and_request_log(fresh):
+    f = Fault.parse("route=results,status=429,retry-after=1.5,rate=0.2,times=3")
+    assert (f.route, f.kind, f.status, f.retry_after, f.rate, f.times) == ("results", "status", 429, 1.5, 0.2, 3)
+    assert Fault.parse("route=advance,kind=html").status == 502
+    with pytest.raises(ValueError):
+        Fault.parse("route=nowhere")
+    s = session(fresh)
+    s.get(fresh.url + "/api/v1/sources")
+    assert fresh.request_log[-1:] == [("GET", "/api/v1/sources", 200)]
+    assert fresh.stats()["by_route"]["sources"] >= 1
