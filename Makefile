@@ -15,7 +15,7 @@ $(STAMP): setup.py
 install: $(STAMP)  ## create .venv and install the package with its test and demo extras
 
 test: $(STAMP)  ## every test: unit, emulator, end-to-end, chaos (CI size)
-	$(PY) -m pytest
+	$(PY) -m pytest -q
 
 unit: $(STAMP)
 	$(PY) -m pytest unit_tests
