@@ -1,0 +1,390 @@
+#!/usr/bin/env python
+"""Benchmarks for source-commsmining against the local emulator (see benchmarks/README.md).
+
+Every measured reader (the connector, the reference reader) and the emulator run in separate
+processes; this script only starts them, counts RECORD lines from the reader's stdout pipe, and
+takes wall time and peak RSS (os.wait4 rusage of that very child).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import multiprocessing
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import orjson
+import requests
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BIN = os.path.dirname(sys.executable)
+EMULATOR = os.path.join(BIN, "commsmining-emulator")
+CONNECTOR = os.path.join(BIN, "source-commsmining")
+REFERENCE = os.path.join(HERE, "reference_reader.py")
+PROJECT, DATASET = "acme", "collections"
+
+RECORD_PATTERNS = (b'"type":"RECORD"', b'"type": "RECORD"')
+STATE_PATTERNS = (b'"type":"STATE"', b'"type": "STATE"')
+
+
+def log(msg):
+    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- emulator process
+class EmulatorProcess:
+    """`commsmining-emulator` as a subprocess; driven over HTTP (/_emulator/...)."""
+
+    def __init__(self, comments, latency_ms=0.0, seed=7):
+        self.comments, self.latency_ms, self.seed = comments, latency_ms, seed
+        self.proc = None
+        self.url = None
+        self.token = "emulator-token"
+
+    def __enter__(self):
+        self._dir = tempfile.mkdtemp(prefix="cm-bench-")
+        ready = os.path.join(self._dir, "ready")
+        self.proc = subprocess.Popen(
+            [EMULATOR, "--port", "0", "--seed", str(self.seed), "--comments", str(self.comments),
+             "--latency-ms", str(self.latency_ms), "--ready-file", ready],
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(self._dir, "emulator.log"), "wb"))
+        deadline = time.time() + 60
+        while not os.path.exists(ready):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("emulator did not start (see %s)" % self._dir)
+            time.sleep(0.05)
+        with open(ready) as f:
+            self.url = f.read().strip()
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def admin(self, method, path, body=None):
+        r = requests.request(method, self.url + "/_emulator/" + path, data=orjson.dumps(body or {}), timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def set_latency(self, ms):
+        self.admin("POST", "latency", {"ms": ms})
+
+    def create_stream(self, name, model=True, at="start"):
+        return self.admin("POST", "streams", {"project": PROJECT, "dataset": DATASET, "name": name,
+                                              "model": model, "at": at})
+
+    def stream_state(self, name):
+        return self.admin("GET", "streams/%s/%s/%s" % (PROJECT, DATASET, name))
+
+
+# ---------------------------------------------------------------------------- running a reader
+def catalog():
+    return {"streams": [{
+        "stream": {"name": "stream_results", "json_schema": {}, "supported_sync_modes": ["incremental"],
+                   "source_defined_cursor": True, "default_cursor_field": ["created_at"]},
+        "sync_mode": "incremental", "destination_sync_mode": "append_dedup",
+        "cursor_field": ["created_at"], "primary_key": [["uid"]]}]}
+
+
+def connector_cmd(emu, streams, workdir, max_results=32, parallel=4):
+    config = {"api_endpoint": emu.url, "api_token": emu.token,
+              "streams": [{"project": PROJECT, "dataset": DATASET, "stream": s} for s in streams],
+              "max_results": max_results, "parallel_streams": parallel}
+    cfg, cat = os.path.join(workdir, "config.json"), os.path.join(workdir, "catalog.json")
+    with open(cfg, "w") as f:
+        json.dump(config, f)
+    with open(cat, "w") as f:
+        json.dump(catalog(), f)
+    return [CONNECTOR, "read", "--config", cfg, "--catalog", cat]
+
+
+def reference_cmd(emu, streams, max_results=32):
+    cmd = [sys.executable, REFERENCE, "--url", emu.url, "--token", emu.token, "--max-results", str(max_results)]
+    for s in streams:
+        cmd += ["--stream", "%s/%s/%s" % (PROJECT, DATASET, s)]
+    return cmd
+
+
+def run_reader(cmd, expect=None, label=""):
+    """Run cmd, count RECORD/STATE lines on its stdout; wall time start->exit; peak RSS of that child."""
+    stderr_f = tempfile.TemporaryFile()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_f, bufsize=0)
+    counts = {"records": 0, "states": 0, "first_record_t": None, "bytes": 0}
+
+    def pump():
+        tail = b""
+        fd = proc.stdout.fileno()
+        last_report = time.perf_counter()
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            buf = tail + chunk
+            recs = sum(buf.count(p) for p in RECORD_PATTERNS) - sum(tail.count(p) for p in RECORD_PATTERNS)
+            counts["records"] += recs
+            counts["states"] += sum(buf.count(p) for p in STATE_PATTERNS) - sum(tail.count(p) for p in STATE_PATTERNS)
+            counts["bytes"] += len(chunk)
+            if recs and counts["first_record_t"] is None:
+                counts["first_record_t"] = time.perf_counter()
+            tail = buf[-24:]
+            now = time.perf_counter()
+            if expect and now - last_report > 15:
+                last_report = now
+                log("  %s: %d/%d records (%.0fs)" % (label, counts["records"], expect, now - t0))
+
+    th = threading.Thread(target=pump, daemon=True)
+    th.start()
+    _, status, rusage = os.wait4(proc.pid, 0)
+    t1 = time.perf_counter()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    th.join()
+    stderr_f.seek(0)
+    err = stderr_f.read()[-2000:].decode("utf-8", "replace")
+    wall = t1 - t0
+    n = counts["records"]
+    out = {
+        "records": n, "states": counts["states"], "wall_s": round(wall, 3),
+        "records_per_s": round(n / wall, 1) if wall else None,
+        "startup_s": round(counts["first_record_t"] - t0, 3) if counts["first_record_t"] else None,
+        "records_per_s_after_first_record": (round(n / (t1 - counts["first_record_t"]), 1)
+                                             if counts["first_record_t"] and t1 > counts["first_record_t"] else None),
+        "peak_rss_mb": round(rusage.ru_maxrss / 1024.0, 1), "cpu_user_s": round(rusage.ru_utime, 2),
+        "cpu_sys_s": round(rusage.ru_stime, 2), "returncode": proc.returncode, "stdout_mb": round(counts["bytes"] / 1e6, 1),
+    }
+    if proc.returncode != 0 or (expect is not None and n != expect):
+        out["error"] = "returncode=%s records=%s expected=%s stderr tail: %s" % (proc.returncode, n, expect, err[-800:])
+        log("  %s: PROBLEM %s" % (label, out["error"]))
+    return out
+
+
+def measure(kind, comments, latency_ms, streams=("triage",), extra_streams=0, parallel=4):
+    """Fresh emulator subprocess, optional extra streams (model, at start), one reader run."""
+    with EmulatorProcess(comments, latency_ms) as emu, tempfile.TemporaryDirectory(prefix="cm-bench-run-") as wd:
+        streams = list(streams)
+        for i in range(extra_streams):
+            name = "bench-s%d" % (i + 2)
+            emu.create_stream(name, model=True, at="start")
+            streams.append(name)
+        expect = comments * len(streams)
+        label = "%s n=%d lat=%gms streams=%d" % (kind, comments, latency_ms, len(streams))
+        log("run %s" % label)
+        cmd = connector_cmd(emu, streams, wd, parallel=parallel) if kind == "connector" else reference_cmd(emu, streams)
+        res = run_reader(cmd, expect=expect, label=label)
+        res.update({"reader": kind, "comments": comments, "latency_ms": latency_ms, "streams": len(streams),
+                    "expected_records": expect})
+        if kind == "connector":
+            # every stream must have been advanced to its end
+            res["streams_fully_advanced"] = all(
+                emu.stream_state(s).get("position") == emu.stream_state(s).get("max_position") for s in streams)
+        log("  -> %d records in %.2fs = %.0f rec/s, peak RSS %.1f MB" % (res["records"], res["wall_s"],
+                                                                      res["records_per_s"] or 0, res["peak_rss_mb"]))
+        return res
+
+
+# ---------------------------------------------------------------------------- emulator capacity
+def _capacity_worker(args):
+    url, token, stream, seconds, advance = args
+    s = requests.Session()
+    s.headers["Authorization"] = "Bearer " + token
+    base = "%s/api/v1/datasets/%s/%s/streams/%s" % (url, PROJECT, DATASET, stream)
+    n_req = n_res = 0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        r = s.get(base + "/results", params={"max_results": 32}, timeout=30)
+        body = orjson.loads(r.content)
+        n_req += 1
+        n_res += len(body["results"])
+        if advance and body.get("continuation"):
+            s.post(base + "/advance", data=orjson.dumps({"sequence_id": body["continuation"]}), timeout=30)
+            n_req += 1
+            if not body.get("more_results"):
+                break
+    return n_req, n_res
+
+
+def emulator_capacity(seconds, comments):
+    out = {}
+    with EmulatorProcess(comments, 0) as emu:
+        for i in range(4):
+            emu.create_stream("cap-%d" % i, model=True, at="start")
+        ctx = multiprocessing.get_context("spawn")
+        for clients in (1, 4):
+            for advance in (False, True):
+                key = "%d_client%s_%s" % (clients, "s" if clients > 1 else "", "get_advance" if advance else "get_only")
+                streams = ["cap-%d" % i if advance else "triage" for i in range(clients)]
+                if advance:  # fresh streams so advancing never runs off the end
+                    streams = []
+                    for i in range(clients):
+                        name = "cap-%s-%d" % (key, i)
+                        emu.create_stream(name, model=True, at="start")
+                        streams.append(name)
+                with ctx.Pool(clients) as pool:
+                    t0 = time.perf_counter()
+                    res = pool.map(_capacity_worker, [(emu.url, emu.token, s, seconds, advance) for s in streams])
+                    dt = time.perf_counter() - t0
+                req = sum(r[0] for r in res)
+                results = sum(r[1] for r in res)
+                out[key] = {"client_processes": clients, "advance": advance, "seconds": round(dt, 2), "requests": req,
+                            "results": results, "requests_per_s": round(req / dt, 1),
+                            "results_per_s": round(results / dt, 1)}
+                log("capacity %s: %.0f results/s (%.0f req/s)" % (key, results / dt, req / dt))
+    return out
+
+
+# ---------------------------------------------------------------------------- main
+def machine_info():
+    try:
+        from importlib.metadata import version
+        cdk = version("airbyte-cdk")
+    except Exception:  # pragma: no cover
+        cdk = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except Exception:  # pragma: no cover
+        commit = None
+    return {"nproc": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "airbyte_cdk": cdk, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "git_commit": commit}
+
+
+def ratio(a, b):
+    return round(a / b, 3) if a and b else None
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="source-commsmining benchmarks")
+    ap.add_argument("--output", default=os.path.join(HERE, "results.json"))
+    ap.add_argument("--quick", action="store_true", help="small sizes, skips the 1,000,000-comment RSS run")
+    ap.add_argument("--throughput-comments", type=int, default=None, help="no-latency run size (default 100000)")
+    ap.add_argument("--latency-comments", type=int, default=None, help="20 ms run size (default 3000)")
+    ap.add_argument("--latency-ms", type=float, default=20.0)
+    ap.add_argument("--sizes", default=None, help="comma-separated RSS sizes (default 10000,100000,1000000)")
+    ap.add_argument("--multi-comments", type=int, default=None, help="comments per stream in the multi-stream run (2000)")
+    ap.add_argument("--capacity-seconds", type=float, default=None)
+    ap.add_argument("--only", default="throughput,latency,rss,multi,capacity",
+                    help="comma-separated subset of sections to run")
+    args = ap.parse_args(argv)
+    q = args.quick
+    tp_n = args.throughput_comments or (10_000 if q else 100_000)
+    lat_n = args.latency_comments or (600 if q else 3_000)
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([2_000, 10_000] if q else [10_000, 100_000, 1_000_000])
+    multi_n = args.multi_comments or (500 if q else 2_000)
+    cap_s = args.capacity_seconds or (3.0 if q else 10.0)
+    only = set(args.only.split(","))
+
+    results = {"machine": machine_info(), "quick": q,
+               "notes": ["Emulator and every reader run as separate subprocesses; wall time is process start to exit "
+                         "(includes interpreter + CDK start-up: see startup_s and records_per_s_after_first_record)."]}
+    started = time.time()
+
+    def save():
+        results["elapsed_s"] = round(time.time() - started, 1)
+        with open(args.output, "wb") as f:
+            f.write(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+
+    if "capacity" in only:
+        log("== emulator capacity")
+        results["emulator_capacity"] = emulator_capacity(cap_s, max(tp_n, 100_000))
+        save()
+
+    if "throughput" in only:
+        log("== throughput, %d comments, no latency" % tp_n)
+        ref = measure("reference", tp_n, 0)
+        con = measure("connector", tp_n, 0)
+        r = ratio(con["records_per_s"], ref["records_per_s"])
+        results["throughput_no_latency"] = {"comments": tp_n, "reference": ref, "connector": con, "ratio": r,
+                                            "ratio_after_first_record": ratio(con["records_per_s_after_first_record"],
+                                                                              ref["records_per_s_after_first_record"]),
+                                            "goal": ">= 0.8", "goal_met": bool(r and r >= 0.8)}
+        save()
+
+    if "latency" in only:
+        log("== throughput, %d comments, %g ms per call" % (lat_n, args.latency_ms))
+        ref = measure("reference", lat_n, args.latency_ms)
+        con = measure("connector", lat_n, args.latency_ms)
+        r = ratio(con["records_per_s"], ref["records_per_s"])
+        results["throughput_latency"] = {"comments": lat_n, "latency_ms": args.latency_ms, "reference": ref,
+                                         "connector": con, "ratio": r,
+                                         "ratio_after_first_record": ratio(con["records_per_s_after_first_record"],
+                                                                           ref["records_per_s_after_first_record"]),
+                                         "goal": ">= 0.95", "goal_met": bool(r and r >= 0.95)}
+        save()
+
+    if "multi" in only:
+        log("== multi-stream, %d comments per stream, %g ms per call" % (multi_n, args.latency_ms))
+        runs = {}
+        for k in (1, 2, 4):
+            runs[str(k)] = measure("connector", multi_n, args.latency_ms, extra_streams=k - 1, parallel=4)
+        base = runs["1"]["records_per_s"]
+        scaling = {k: ratio(v["records_per_s"], base) for k, v in runs.items()}
+        results["multi_stream"] = {"comments_per_stream": multi_n, "latency_ms": args.latency_ms, "parallel_streams": 4,
+                                   "runs": runs, "speedup_vs_1": scaling, "goal": "4 streams >= 3x one",
+                                   "goal_met": bool(scaling.get("4") and scaling["4"] >= 3.0)}
+        save()
+
+    if "rss" in only:
+        log("== peak RSS at sizes %s" % sizes)
+        runs = {}
+        results["peak_rss"] = {"goal": "< 150 MB and flat", "sizes_run": [], "runs": runs}
+        for n in sizes:
+            runs[str(n)] = measure("connector", n, 0)
+            results["peak_rss"]["sizes_run"].append(n)
+            save()
+        rss = [v["peak_rss_mb"] for v in runs.values()]
+        results["peak_rss"].update({
+            "peak_rss_mb": {k: v["peak_rss_mb"] for k, v in runs.items()},
+            "max_mb": max(rss), "spread_mb": round(max(rss) - min(rss), 1),
+            "goal_met": max(rss) < 150 and (max(rss) - min(rss)) < 15,
+            "note": "flat = spread between smallest and largest size < 15 MB"})
+        if 1_000_000 not in sizes:
+            results["peak_rss"]["note"] += "; the 1,000,000-comment size was NOT run in this invocation"
+        save()
+
+    save()
+    print_summary(results)
+    return 0
+
+
+def print_summary(r):
+    rows = []
+    for key, title in (("throughput_no_latency", "no latency"), ("throughput_latency", "20 ms/call")):
+        if key in r:
+            x = r[key]
+            rows.append(("throughput %s, %d comments" % (title, x["comments"]),
+                         "connector %.0f rec/s vs reference %.0f rec/s, ratio %s (goal %s) %s" % (
+                             x["connector"]["records_per_s"], x["reference"]["records_per_s"], x["ratio"], x["goal"],
+                             "OK" if x["goal_met"] else "MISSED")))
+    if "peak_rss" in r and "peak_rss_mb" in r["peak_rss"]:
+        x = r["peak_rss"]
+        rows.append(("peak RSS", ", ".join("%s: %.1f MB" % (k, v) for k, v in x["peak_rss_mb"].items())
+                     + " (goal %s) %s" % (x["goal"], "OK" if x["goal_met"] else "MISSED")))
+    if "multi_stream" in r:
+        x = r["multi_stream"]
+        rows.append(("multi-stream @%gms" % x["latency_ms"],
+                     ", ".join("%s: %.0f rec/s (x%s)" % (k, v["records_per_s"], x["speedup_vs_1"][k])
+                               for k, v in x["runs"].items()) + " (goal %s) %s" % (x["goal"], "OK" if x["goal_met"] else "MISSED")))
+    if "emulator_capacity" in r:
+        rows.append(("emulator capacity", ", ".join("%s: %.0f res/s" % (k, v["results_per_s"])
+                                                   for k, v in r["emulator_capacity"].items())))
+    w = max(len(a) for a, _ in rows) if rows else 0
+    print()
+    for a, b in rows:
+        print("%s  %s" % (a.ljust(w), b))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
