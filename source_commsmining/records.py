@@ -1,4 +1,4 @@
-"""Turns one `/results` entry into a `stream_results` record.
+"""Turns one `/results` entry into a `stream_results` record (a hot path: plain dict checks, no copies).
 
 The whole comment and prediction are kept untouched (unknown future keys survive); a few
 promoted columns make the warehouse table usable without JSON digging.
@@ -10,16 +10,16 @@ STREAM_THRESHOLD = "stream"
 
 
 def _confidence(value: Any) -> Optional[float]:
-    return value.get("value") if isinstance(value, Mapping) else None
+    return value.get("value") if isinstance(value, dict) else None
 
 
 def _thresholds(value: Any) -> List[str]:
-    thresholds = value.get("thresholds") if isinstance(value, Mapping) else None
+    thresholds = value.get("thresholds") if isinstance(value, dict) else None
     return list(thresholds) if isinstance(thresholds, list) else []
 
 
 def _formatted(value: Any) -> Optional[str]:
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         formatted = value.get("formatted")
         return None if formatted is None else str(formatted)
     return None if value is None else str(value)
@@ -32,7 +32,7 @@ def flatten_prediction(
     labels: List[Dict[str, Any]] = []
     stream_labels: List[str] = []
     general_fields: List[Dict[str, Any]] = []
-    if not isinstance(prediction, Mapping):
+    if not isinstance(prediction, dict):
         return labels, stream_labels, general_fields
     for taxonomy in prediction.get("taxonomies") or []:
         taxonomy_name = taxonomy.get("name")
@@ -73,7 +73,7 @@ def build_record(
     comment = result["comment"]
     prediction = result.get("prediction")
     messages = comment.get("messages") or []
-    first = messages[0] if messages and isinstance(messages[0], Mapping) else {}
+    first = messages[0] if messages and isinstance(messages[0], dict) else {}
     subject = first.get("subject")
     labels, stream_labels, general_fields = flatten_prediction(prediction)
     return {
@@ -87,7 +87,7 @@ def build_record(
         "created_at": comment.get("created_at"),
         "timestamp": comment.get("timestamp"),
         "last_modified": comment.get("last_modified"),
-        "subject": subject.get("text") if isinstance(subject, Mapping) else None,
+        "subject": subject.get("text") if isinstance(subject, dict) else None,
         "sender": first.get("from"),
         "message_count": len(messages),
         "model_version": model_version,

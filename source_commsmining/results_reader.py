@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
@@ -33,7 +34,7 @@ from source_commsmining import messages
 from source_commsmining.api import CmApi, CmStream
 from source_commsmining.envelope import BadResponse
 from source_commsmining.records import build_record
-from source_commsmining.state import ResultsState, max_timestamp
+from source_commsmining.state import ResultsState, latest_created_at
 
 PROGRESS_INTERVAL_SECONDS = 10.0
 _ACK_POLL_SECONDS = 0.2
@@ -104,17 +105,14 @@ class ResultsReader:
             yield messages.state(self._state.as_dict())
             yield messages.status(AirbyteStreamStatus.COMPLETE)
             return
-        resume_cursors = {cm.key: self._state.cursor(cm) for cm in self._streams}
+        cursors = {cm.key: self._state.cursor(cm) for cm in self._streams}
         progress = {cm.key: _Progress() for cm in self._streams}
         errors: List[BaseException] = []
-        pending = len(self._streams)
         running_sent = False
-        executor = ThreadPoolExecutor(max_workers=self._parallel, thread_name_prefix="cm-stream")
-        try:
-            for cm in self._streams:
-                executor.submit(self._read_partition, cm, resume_cursors[cm.key])
-            while pending:
-                event = self._events.get()
+        # One stream at a time needs no threads: reading inline spares a thread hand-off per batch.
+        events = self._events_inline(cursors) if self._parallel == 1 else self._events_from_threads(cursors)
+        with closing(events):
+            for event in events:
                 if isinstance(event, _Batch):
                     if not running_sent:
                         yield messages.status(AirbyteStreamStatus.RUNNING)
@@ -124,7 +122,7 @@ class ResultsReader:
                         yield messages.record(data, emitted_at)
                     self._state.update(event.cm, event.continuation, event.watermark)
                     yield messages.state(self._state.as_dict())
-                    # Resumed: launch() has printed the STATE. Push it to the fd, then let the worker advance.
+                    # Resumed: the entrypoint has printed the STATE. Push it to the fd; only then may the stream advance.
                     self._flush()
                     self._emitted += len(event.records)
                     event.delivered.set()
@@ -134,17 +132,10 @@ class ResultsReader:
                 elif isinstance(event, _Log):
                     yield messages.log(event.message, event.level)
                 else:
-                    pending -= 1
                     yield messages.log(self._progress(event.cm, progress[event.cm.key], None) or "")
                     if event.error is not None:
                         errors.append(event.error)
-                        yield messages.log(
-                            f"stream_results {event.cm.key} failed: {_describe(event.error)}", Level.ERROR
-                        )
-        finally:
-            # Any worker still waiting for its batch to be delivered gives up without advancing.
-            self._stop.set()
-            executor.shutdown(wait=False, cancel_futures=True)
+                        yield messages.log(f"stream_results {event.cm.key} failed: {_describe(event.error)}", Level.ERROR)
         # A last checkpoint even when no batch came: Airbyte expects one per sync.
         yield messages.state(self._state.as_dict())
         self._flush()
@@ -159,6 +150,33 @@ class ResultsReader:
                 failure_type=FailureType.system_error,
             ) from first
         yield messages.status(AirbyteStreamStatus.COMPLETE)
+
+    def _events_inline(self, cursors: Dict[str, Optional[Dict[str, Any]]]) -> Iterator[_Event]:
+        """Reads the streams one after the other in the calling (main) thread."""
+        for cm in self._streams:
+            try:
+                yield from self._partition_events(cm, cursors[cm.key])
+            except Exception as error:
+                yield _Done(cm, error)
+            else:
+                yield _Done(cm)
+
+    def _events_from_threads(self, cursors: Dict[str, Optional[Dict[str, Any]]]) -> Iterator[_Event]:
+        """Reads up to `parallel_streams` streams at once, one worker thread each."""
+        executor = ThreadPoolExecutor(max_workers=self._parallel, thread_name_prefix="cm-stream")
+        try:
+            for cm in self._streams:
+                executor.submit(self._run_worker, cm, cursors[cm.key])
+            pending = len(self._streams)
+            while pending:
+                event = self._events.get()
+                if isinstance(event, _Done):
+                    pending -= 1
+                yield event
+        finally:
+            # Any worker still waiting for its batch to be delivered gives up without advancing.
+            self._stop.set()
+            executor.shutdown(wait=False, cancel_futures=True)
 
     @staticmethod
     def _progress(cm: CmStream, progress: _Progress, batch: Optional[_Batch]) -> Optional[str]:
@@ -178,42 +196,15 @@ class ResultsReader:
             f"position {position}"
         )
 
-    # ------------------------------------------------------------------ worker threads
-    def _read_partition(self, cm: CmStream, cursor: Optional[Dict[str, Any]]) -> None:
+    # ------------------------------------------------------------------ one CM stream
+    def _run_worker(self, cm: CmStream, cursor: Optional[Dict[str, Any]]) -> None:
+        events = self._partition_events(cm, cursor)
         try:
-            api = self._api_factory()
-            if cursor:
-                self._resume(api, cm, cursor)
-            last_continuation = cursor["continuation"] if cursor else None
-            while not self._stop.is_set():
-                if self._max_records is not None and self._emitted >= self._max_records:
-                    self._events.put(_Log(f"stream_results {cm.key}: stopping at the cap of {self._max_records} records per sync."))
-                    break
-                body = api.results(cm)
-                results = body["results"]
-                continuation = body["continuation"]
-                more = body.get("more_results") is True
-                if not isinstance(results, list) or not isinstance(continuation, str) or not continuation:
-                    raise BadResponse(
-                        message=f"/results for {cm.key} returned a malformed batch (results or continuation of the wrong type).",
-                        failure_type=FailureType.system_error,
-                    )
-                if not results and (continuation == last_continuation or not (more or body.get("num_filtered"))):
-                    break  # nothing new: the end of the stream
-                model = body.get("model")
-                model_version = model.get("version") if isinstance(model, dict) else None
-                records = [build_record(result, cm.project, cm.dataset, cm.stream, model_version) for result in results]
-                watermark = None
-                for data in records:
-                    watermark = max_timestamp(watermark, data.get("created_at"))
-                batch = _Batch(cm, records, continuation, watermark)
-                self._events.put(batch)
-                if not self._wait_delivered(batch):
-                    return  # the sync is stopping: never advance past what was not delivered
-                api.advance(cm, continuation)
-                last_continuation = continuation
-                if not more:
-                    break
+            for event in events:
+                self._events.put(event)
+                if isinstance(event, _Batch) and not self._wait_delivered(event):
+                    events.close()  # the sync is stopping: never advance past what was not delivered
+                    return
             self._events.put(_Done(cm))
         except BaseException as error:  # reported to the main thread, which fails the sync
             self._events.put(_Done(cm, error))
@@ -224,14 +215,51 @@ class ResultsReader:
                 return False
         return True
 
-    def _resume(self, api: CmApi, cm: CmStream, cursor: Dict[str, Any]) -> None:
+    def _partition_events(self, cm: CmStream, cursor: Optional[Dict[str, Any]]) -> Iterator[_Event]:
+        """GET -> yield the batch -> (once it is delivered) advance -> repeat.
+
+        A yielded _Batch must be delivered (its `delivered` set) before this generator is
+        resumed; if it was not, the generator stops without advancing.
+        """
+        api = self._api_factory()
+        if cursor:
+            yield from self._resume(api, cm, cursor)
+        last_continuation = cursor["continuation"] if cursor else None
+        while not self._stop.is_set():
+            if self._max_records is not None and self._emitted >= self._max_records:
+                yield _Log(f"stream_results {cm.key}: stopping at the cap of {self._max_records} records per sync.")
+                return
+            body = api.results(cm)
+            results = body["results"]
+            continuation = body["continuation"]
+            more = body.get("more_results") is True
+            if not isinstance(results, list) or not isinstance(continuation, str) or not continuation:
+                raise BadResponse(
+                    message=f"/results for {cm.key} returned a malformed batch (results or continuation of the wrong type).",
+                    failure_type=FailureType.system_error,
+                )
+            if not results and (continuation == last_continuation or not (more or body.get("num_filtered"))):
+                return  # nothing new: the end of the stream
+            model = body.get("model")
+            model_version = model.get("version") if isinstance(model, dict) else None
+            records = [build_record(result, cm.project, cm.dataset, cm.stream, model_version) for result in results]
+            batch = _Batch(cm, records, continuation, latest_created_at(records))
+            yield batch
+            if not batch.delivered.is_set():
+                return
+            api.advance(cm, continuation)
+            last_continuation = continuation
+            if not more:
+                return
+
+    def _resume(self, api: CmApi, cm: CmStream, cursor: Dict[str, Any]) -> Iterator[_Log]:
         """Puts the server stream at the state's position, back or forward."""
         watermark = cursor.get("created_at")
         rewound = False
         if self._rewind and watermark:
             rewound = api.reset(cm, watermark)
             if not rewound:
-                self._events.put(
+                yield (
                     _Log(
                         f"stream_results {cm.key}: the API token may not reset streams (403; it needs the 'Modify streams' "
                         "permission), so the stream cannot be moved back to the state the destination committed. Going on "
@@ -243,7 +271,7 @@ class ResultsReader:
         try:
             api.advance(cm, cursor["continuation"])
         except BadResponse as error:
-            self._events.put(
+            yield (
                 _Log(
                     f"stream_results {cm.key}: the API refused to advance to the state's continuation ({error.message}). "
                     + (

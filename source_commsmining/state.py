@@ -99,6 +99,14 @@ class ResultsState:
         }
 
 
+def latest_created_at(records) -> Optional[str]:
+    """The newest `created_at` among a batch's records (the watermark a reset goes back to)."""
+    latest: Optional[str] = None
+    for record in records:
+        latest = max_timestamp(latest, record.get("created_at"))
+    return latest
+
+
 def max_timestamp(a: Optional[str], b: Optional[str]) -> Optional[str]:
     """The later of two API timestamps (RFC 3339 in UTC, as the API writes them), or either one."""
     if not a:
