@@ -1,11 +1,15 @@
 """Packaging for source-commsmining and its Communications Mining API emulator."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 # airbyte-cdk is pinned to one minor version: the connector reaches into CDK internals
 # (the declarative component factory, PrintBuffer flushing through sys.stdout, the
 # concurrent read loop of ConcurrentDeclarativeSource) that change between minors.
 # unit_tests/test_cdk_contract.py fails loudly when an upgrade breaks one of them.
+EMULATOR_SHIPPED = (Path(__file__).parent / "commsmining_emulator" / "cli.py").exists()
+
 MAIN_REQUIREMENTS = [
     "airbyte-cdk~=7.39.1",
     "orjson>=3.9",
@@ -30,9 +34,8 @@ setup(
         "demo": ["airbyte>=0.30", "duckdb>=1.0"],
     },
     entry_points={
-        "console_scripts": [
-            "source-commsmining=source_commsmining.run:run",
-            "commsmining-emulator=commsmining_emulator.cli:main",
-        ],
+        "console_scripts": ["source-commsmining=source_commsmining.run:run"]
+        # The Docker image ships the connector only; a checkout also gets the emulator's script.
+        + (["commsmining-emulator=commsmining_emulator.cli:main"] if EMULATOR_SHIPPED else []),
     },
 )
