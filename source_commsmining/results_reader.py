@@ -1,12 +1,15 @@
 """Reads `stream_results` so that nothing the server counts as consumed is ever lost.
 
 Reading a Communications Mining stream is destructive: once it is advanced past a comment,
-the API will not serve that comment again. So, per configured stream (one worker thread each,
-up to `parallel_streams` at once):
+the API will not serve that comment again. So, per configured stream:
 
     GET /results -> hand the batch to the main thread -> main thread yields its RECORDs, then
-    a STATE holding the batch continuation, then flushes stdout -> only then does the worker
-    POST /advance.
+    a STATE holding the batch continuation, then flushes stdout -> only then POST /advance.
+
+With one stream to read (or `parallel_streams: 1`) all of it runs inline in the main thread;
+otherwise each stream gets a worker thread (up to `parallel_streams` at once) that fetches and
+advances while the main thread alone prints. Either way one generator per stream,
+`_partition_events`, holds the logic.
 
 The main thread is the only one that yields messages; the generator is resumed by `launch()`
 only after it printed the previous message, so after the STATE's yield returns and the flush,
