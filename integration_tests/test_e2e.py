@@ -1,5 +1,8 @@
 """The installed console script against the emulator over real HTTP: spec, check, discover, read."""
 
+import json
+from pathlib import Path
+
 from integration_tests.conftest import (
     RAW,
     TRIAGE,
@@ -87,3 +90,15 @@ def test_filtered_stream_with_empty_batches(emulator):
     consumed = emulator.consumed_uids("acme", "collections", "urgent-only")
     assert run.uids() == consumed and 0 < len(consumed) < 300
     assert emulator.stream_state("acme", "collections", "urgent-only")["position"] == 300
+
+
+EXPECTED_RECORDS = Path(__file__).parent / "expected_records.jsonl"
+
+
+def test_sources_match_the_expected_records(emulator):
+    """The seeded emulator's sources, as integration_tests/expected_records.jsonl records them."""
+    run = run_connector("read", config=connector_config(emulator, streams=[]), catalog=configured_catalog("sources"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    expected = [json.loads(line) for line in EXPECTED_RECORDS.read_text().splitlines() if line.strip()]
+    actual = [{"stream": r["stream"], "data": r["data"]} for r in run.records]
+    assert sorted(actual, key=lambda r: r["data"]["id"]) == sorted(expected, key=lambda r: r["data"]["id"])
