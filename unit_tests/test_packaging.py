@@ -191,9 +191,8 @@ def test_dockerfile_entrypoint_is_the_console_script():
 
 
 def test_console_script_points_at_a_callable_run():
-    scripts = setup_kwargs()["entry_points"]["console_scripts"]
-    targets = dict(entry.replace(" ", "").split("=", 1) for entry in scripts)
-    assert targets.get(CONNECTOR) == ENTRY_POINT, f"setup.py console script {CONNECTOR} must point at {ENTRY_POINT}"
+    # setup.py computes its console scripts (the emulator's only where it ships), so read the entry as text.
+    assert f'"{CONNECTOR}={ENTRY_POINT}"' in SETUP_PY.read_text(), f"setup.py console script {CONNECTOR} must point at {ENTRY_POINT}"
     module_name, _, attribute = ENTRY_POINT.partition(":")
     run = getattr(importlib.import_module(module_name), attribute)
     assert callable(run)
