@@ -10,12 +10,12 @@ STREAM_THRESHOLD = "stream"
 
 
 def _confidence(value: Any) -> Optional[float]:
-    return value.get("value") if isinstance(value, dict) else None
+    return value.get("value") if value.__class__ is dict else None
 
 
 def _thresholds(value: Any) -> List[str]:
-    thresholds = value.get("thresholds") if isinstance(value, dict) else None
-    return list(thresholds) if isinstance(thresholds, list) else []
+    thresholds = value.get("thresholds") if value.__class__ is dict else None
+    return thresholds if thresholds.__class__ is list else []
 
 
 def _formatted(value: Any) -> Optional[str]:
@@ -34,20 +34,20 @@ def flatten_prediction(
     general_fields: List[Dict[str, Any]] = []
     if not isinstance(prediction, dict):
         return labels, stream_labels, general_fields
-    for taxonomy in prediction.get("taxonomies") or []:
+    for taxonomy in prediction.get("taxonomies") or ():
         taxonomy_name = taxonomy.get("name")
-        for label in taxonomy.get("labels") or []:
+        for label in taxonomy.get("labels") or ():
             name = label.get("name") or ""
             occurrence = label.get("occurrence_confidence")
             thresholds = _thresholds(occurrence)
             meets = STREAM_THRESHOLD in thresholds
-            parent, _, _ = name.rpartition(" > ")
+            parent = name.rpartition(" > ")[0]
             labels.append(
                 {
                     "taxonomy": taxonomy_name,
                     "name": name,
                     "parent": parent or None,
-                    "confidence": _confidence(occurrence),
+                    "confidence": occurrence.get("value") if occurrence.__class__ is dict else None,
                     "thresholds": thresholds,
                     "extraction_confidence": _confidence(label.get("extraction_confidence")),
                     "meets_stream_threshold": meets,
@@ -55,7 +55,7 @@ def flatten_prediction(
             )
             if meets:
                 stream_labels.append(name)
-        for field in taxonomy.get("general_fields") or []:
+        for field in taxonomy.get("general_fields") or ():
             general_fields.append(
                 {
                     "taxonomy": taxonomy_name,

@@ -86,3 +86,18 @@ def test_print_buffer_flush_writes_to_the_real_stdout():
 
     flush = inspect.getsource(PrintBuffer.flush)
     assert "sys.__stdout__.write" in flush and "sys.__stdout__.flush()" in flush
+
+
+def test_http_requester_still_renders_and_sends_the_way_api_call_mirrors():
+    """api._Call renders a requester once per CM stream and then calls its HttpClient directly."""
+    import inspect
+
+    from airbyte_cdk.sources.declarative.requesters.http_requester import HttpRequester
+    from airbyte_cdk.sources.streams.http.http_client import HttpClient
+
+    source = inspect.getsource(HttpRequester.send_request)
+    for piece in ("self._http_client.send_request(", "url=self._get_url(", "headers=self._request_headers(",
+                  "params=self._request_params(", "dedupe_query_params=True", 'request_kwargs={"stream": self.stream_response}'):
+        assert piece in source, piece
+    parameters = inspect.signature(HttpClient.send_request).parameters
+    assert {"http_method", "url", "request_kwargs", "headers", "params", "json", "dedupe_query_params"} <= set(parameters)
