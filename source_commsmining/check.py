@@ -4,15 +4,17 @@ import logging
 from typing import List
 
 from airbyte_cdk.models import AirbyteConnectionStatus, Status
+from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_commsmining.api import CmApi, CmStream
 
 
 def _explain(error: Exception) -> str:
+    # filter_secrets: exception texts (e.g. a rejected header) may quote the token.
     if isinstance(error, AirbyteTracedException):
-        return error.message or error.internal_message or type(error).__name__
-    return f"{type(error).__name__}: {error}"
+        return filter_secrets(error.message or error.internal_message or type(error).__name__)
+    return filter_secrets(f"{type(error).__name__}: {error}")
 
 
 def check_connection(api: CmApi, endpoint: str, streams: List[CmStream], logger: logging.Logger) -> AirbyteConnectionStatus:

@@ -127,4 +127,7 @@ def validate_config(config: MutableMapping[str, Any], spec_schema: Optional[Mapp
     validate_endpoint(config.get("api_endpoint"))
     if not isinstance(config.get("api_token"), str) or not config["api_token"].strip():
         raise _config_error("`api_token` is missing: create one under Administration > My Account > API token.")
+    if any(ch.isspace() or ord(ch) < 32 for ch in config["api_token"]):
+        # A pasted trailing newline would make the HTTP library echo the header, token included.
+        raise _config_error("`api_token` contains spaces or line breaks: paste the token alone, without surrounding whitespace.")
     return configured_streams(config)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 from airbyte_cdk.models import AirbyteMessage, AirbyteStreamStatus, FailureType, Level
+from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_commsmining import messages
@@ -288,6 +289,7 @@ class ResultsReader:
 
 
 def _describe(error: BaseException) -> str:
+    # filter_secrets: exception texts (e.g. a rejected header) may quote the token.
     if isinstance(error, AirbyteTracedException):
-        return error.message or error.internal_message or type(error).__name__
-    return f"{type(error).__name__}: {error}"
+        return filter_secrets(error.message or error.internal_message or type(error).__name__)
+    return filter_secrets(f"{type(error).__name__}: {error}")

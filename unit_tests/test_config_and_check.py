@@ -145,3 +145,11 @@ def test_spec_names_are_the_contract():
         if name not in ("api_endpoint", "api_token", "project", "streams"):
             assert "default" in prop or "examples" in prop, name
         assert prop.get("description"), name
+
+
+def test_a_token_with_a_line_break_is_refused_without_echoing_it(check_status):
+    with requests_mock.Mocker() as m:
+        status = check_status(config(api_token=TOKEN + "\n"))
+        assert m.call_count == 0
+    assert status.status == Status.FAILED and "api_token" in status.message
+    assert TOKEN not in status.message
