@@ -4,17 +4,9 @@ import logging
 from typing import List
 
 from airbyte_cdk.models import AirbyteConnectionStatus, Status
-from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_commsmining.api import CmApi, CmStream
-
-
-def _explain(error: Exception) -> str:
-    # filter_secrets: exception texts (e.g. a rejected header) may quote the token.
-    if isinstance(error, AirbyteTracedException):
-        return filter_secrets(error.message or error.internal_message or type(error).__name__)
-    return filter_secrets(f"{type(error).__name__}: {error}")
+from source_commsmining.errors import describe
 
 
 def check_connection(api: CmApi, endpoint: str, streams: List[CmStream], logger: logging.Logger) -> AirbyteConnectionStatus:
@@ -23,7 +15,7 @@ def check_connection(api: CmApi, endpoint: str, streams: List[CmStream], logger:
     except Exception as error:  # auth, permissions, transport failures after retries, non-API bodies
         return AirbyteConnectionStatus(
             status=Status.FAILED,
-            message=f"Could not list sources at {endpoint}: {_explain(error)} "
+            message=f"Could not list sources at {endpoint}: {describe(error)} "
             "Check `api_endpoint` (e.g. https://acme.reinfer.io), `api_token`, and that this network can reach the API.",
         )
     logger.info(f"check: the token can see {len(sources)} sources")
@@ -32,7 +24,7 @@ def check_connection(api: CmApi, endpoint: str, streams: List[CmStream], logger:
         try:
             api.get_stream(cm)
         except Exception as error:
-            problems.append(f"streams[{index}] {cm.key}: {_explain(error)}")
+            problems.append(f"streams[{index}] {cm.key}: {describe(error)}")
     if problems:
         return AirbyteConnectionStatus(status=Status.FAILED, message=" | ".join(problems))
     return AirbyteConnectionStatus(status=Status.SUCCEEDED)

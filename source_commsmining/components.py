@@ -2,14 +2,14 @@
 
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, MutableMapping
+from typing import Any, Iterable, MutableMapping
 from urllib.parse import unquote, urlsplit
 
 import requests
 from airbyte_cdk.sources.declarative.extractors.record_extractor import RecordExtractor
 
 from source_commsmining.envelope import decode
-from source_commsmining.records import build_record
+from source_commsmining.records import build_records
 
 _RESULTS_PATH = re.compile(r"/datasets/(?P<project>[^/]+)/(?P<dataset>[^/]+)/streams/(?P<stream>[^/]+)/results$")
 
@@ -28,7 +28,4 @@ class ResultsExtractor(RecordExtractor):
         if match is None:
             raise ValueError(f"not a /results URL: {urlsplit(response.request.url).path}")
         names = {key: unquote(value) for key, value in match.groupdict().items()}
-        model = body.get("model")
-        version = model.get("version") if isinstance(model, Mapping) else None
-        for result in body["results"]:
-            yield build_record(result, names["project"], names["dataset"], names["stream"], version)
+        yield from build_records(body, names["project"], names["dataset"], names["stream"])

@@ -98,3 +98,10 @@ def build_record(
         "prediction": prediction,
         "continuation": result["continuation"],
     }
+
+
+def build_records(body: Mapping[str, Any], project: str, dataset: str, stream: str) -> List[Dict[str, Any]]:
+    """The records of one decoded `/results` body."""
+    model = body.get("model")
+    version = model.get("version") if isinstance(model, dict) else None
+    return [build_record(result, project, dataset, stream, version) for result in body["results"]]

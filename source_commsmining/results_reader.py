@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 from airbyte_cdk.models import AirbyteMessage, AirbyteStreamStatus, FailureType, Level
-from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_commsmining import messages
 from source_commsmining.api import CmApi, CmStream
 from source_commsmining.envelope import BadResponse
-from source_commsmining.records import build_record
+from source_commsmining.errors import describe
+from source_commsmining.records import build_records
 from source_commsmining.state import ResultsState, latest_created_at
 
 PROGRESS_INTERVAL_SECONDS = 10.0
@@ -139,7 +139,7 @@ class ResultsReader:
                     yield messages.log(self._progress(event.cm, progress[event.cm.key], None) or "")
                     if event.error is not None:
                         errors.append(event.error)
-                        yield messages.log(f"stream_results {event.cm.key} failed: {_describe(event.error)}", Level.ERROR)
+                        yield messages.log(f"stream_results {event.cm.key} failed: {describe(event.error)}", Level.ERROR)
         # A last checkpoint even when no batch came: Airbyte expects one per sync.
         yield messages.state(self._state.as_dict())
         self._flush()
@@ -149,7 +149,7 @@ class ResultsReader:
             if isinstance(first, AirbyteTracedException):
                 raise first
             raise AirbyteTracedException(
-                message=f"stream_results failed: {_describe(first)}",
+                message=f"stream_results failed: {describe(first)}",
                 internal_message=repr(first),
                 failure_type=FailureType.system_error,
             ) from first
@@ -244,9 +244,7 @@ class ResultsReader:
                 )
             if not results and (continuation == last_continuation or not (more or body.get("num_filtered"))):
                 return  # nothing new: the end of the stream
-            model = body.get("model")
-            model_version = model.get("version") if isinstance(model, dict) else None
-            records = [build_record(result, cm.project, cm.dataset, cm.stream, model_version) for result in results]
+            records = build_records(body, cm.project, cm.dataset, cm.stream)
             batch = _Batch(cm, records, continuation, latest_created_at(records))
             yield batch
             if not batch.delivered.is_set():
@@ -287,9 +285,3 @@ class ResultsReader:
                 )
             )
 
-
-def _describe(error: BaseException) -> str:
-    # filter_secrets: exception texts (e.g. a rejected header) may quote the token.
-    if isinstance(error, AirbyteTracedException):
-        return filter_secrets(error.message or error.internal_message or type(error).__name__)
-    return filter_secrets(f"{type(error).__name__}: {error}")

@@ -1,7 +1,7 @@
 """SourceCommsmining: the manifest, plus the Python that makes `stream_results` safe to read."""
 
 import logging
-from typing import Any, Iterator, List, Mapping, MutableMapping, Optional
+from typing import Any, Iterator, List, Mapping, Optional
 
 from airbyte_cdk.models import (
     AirbyteCatalog,
@@ -9,7 +9,6 @@ from airbyte_cdk.models import (
     AirbyteMessage,
     AirbyteStateMessage,
     ConfiguredAirbyteCatalog,
-    FailureType,
     SyncMode,
 )
 from airbyte_cdk.sources.declarative.yaml_declarative_source import YamlDeclarativeSource
@@ -18,6 +17,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from source_commsmining.api import CmApi
 from source_commsmining.check import check_connection
 from source_commsmining.config import validate_config
+from source_commsmining.errors import config_error
 from source_commsmining.messages import STREAM_NAME as RESULTS_STREAM
 from source_commsmining.results_reader import ResultsReader
 from source_commsmining.state import ResultsState
@@ -75,7 +75,7 @@ class SourceCommsmining(YamlDeclarativeSource):
         results_state = None
         if results:
             if results[0].sync_mode != SyncMode.incremental:
-                raise _config_error(
+                raise config_error(
                     "stream_results can only be synced incrementally (append, or append + dedup on uid): a full "
                     "refresh would replace the table with just the comments new since the last sync."
                 )
@@ -101,6 +101,3 @@ class SourceCommsmining(YamlDeclarativeSource):
         if failure is not None:
             raise failure
 
-
-def _config_error(message: str) -> AirbyteTracedException:
-    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.config_error)

@@ -14,10 +14,9 @@ import copy
 from typing import Any, Dict, Mapping, Optional
 
 import jsonschema
-from airbyte_cdk.models import FailureType
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_commsmining.api import CmStream
+from source_commsmining.errors import config_error
 from source_commsmining.timestamps import parse_timestamp
 
 STATE_SCHEMA = {
@@ -70,7 +69,7 @@ class ResultsState:
                 "It may have been edited by hand or come from another connector. Clear the stream_results state "
                 "in Airbyte to start from each Communications Mining stream's current position."
             )
-            raise AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.config_error)
+            raise config_error(message)
         cursors: Dict[str, Dict[str, Any]] = {}
         partitions: Dict[str, Dict[str, str]] = {}
         for entry in raw["states"]:
