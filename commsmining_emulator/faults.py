@@ -14,7 +14,9 @@ import threading
 from dataclasses import asdict, dataclass, field
 
 ROUTES = ("results", "advance", "reset", "fetch", "sources", "datasets", "streams", "comments", "*")
-KINDS = ("status", "html", "delay", "hang", "drop", "drop_after")
+KINDS = ("status", "html", "delay", "hang", "drop", "drop_after", "stall", "omit_more_results")
+# Kinds that shape a /results answer instead of failing it (a stuck queue; a server that leaves out a key).
+RESULTS_KINDS = ("stall", "omit_more_results")
 
 
 @dataclass
@@ -34,6 +36,8 @@ class Fault:
             raise ValueError("unknown fault route %r (one of %s)" % (self.route, ", ".join(ROUTES)))
         if self.kind not in KINDS:
             raise ValueError("unknown fault kind %r (one of %s)" % (self.kind, ", ".join(KINDS)))
+        if self.kind in RESULTS_KINDS and self.route != "results":
+            raise ValueError("fault kind %r applies to route 'results' only" % self.kind)
         if self.status is None:
             self.status = 502 if self.kind == "html" else 503
         self.status = int(self.status)

@@ -218,6 +218,8 @@ class Handler(BaseHTTPRequestHandler):
                 return
             elif k == "drop_after":
                 drop_after = True
+            elif k in ("stall", "omit_more_results"):
+                pass  # shapes the answer below, after the usual checks
             elif k == "html":
                 emu._record(method, self.path, fault.status, route)
                 body = fault.body or HTML_TEMPLATE % (fault.status, REASONS.get(fault.status, "Error"))
@@ -253,7 +255,12 @@ class Handler(BaseHTTPRequestHandler):
                     raise ApiError(400, "Invalid JSON body") from None
                 if not isinstance(body, dict):
                     raise ApiError(400, "Invalid JSON body: expected an object")
-            status, obj = fn(emu.world, token, q, body, *args)
+            if fault is not None and fault.kind == "stall":
+                status, obj = h_results_stalled(emu.world, token, q, body, *args)
+            else:
+                status, obj = fn(emu.world, token, q, body, *args)
+            if fault is not None and fault.kind == "omit_more_results" and status == 200:
+                obj.pop("more_results", None)
         except ApiError as e:
             status, obj = e.status, {"status": "error", "message": e.message}
         except Exception as e:  # noqa: BLE001
@@ -330,6 +337,17 @@ def h_results(w, tok, q, b, project, ds, name):
     mr = _int_param(q, "max_results", 16, 1, 32)
     mf = _int_param(q, "max_filtered", None, 1, 1024)
     return 200, w.results(st, mr, mf)
+
+
+def h_results_stalled(w, tok, q, b, project, ds, name):
+    """A stuck queue: nothing served, `more_results` true, and the continuation of the current position."""
+    w.check(tok, project, ["Consume streams", "View labels", "View sources"])
+    w.require_project(project)
+    st = w.stream(project, ds, name)
+    with w.lock:
+        position = st.position
+    return 200, {"status": "ok", "results": [], "num_filtered": 0, "more_results": True,
+                 "continuation": w.encode_seq(st, position)}
 
 
 def h_fetch(w, tok, q, b, project, ds, name):

@@ -326,6 +326,24 @@ def test_fault_sequence_with_times(fresh):
     assert got == [503, 500, 429, 200]
 
 
+def test_fault_stall_and_omit_more_results_shape_the_results_answer(fresh):
+    s = session(fresh)
+    j = results(s, fresh, "triage", max_results=4)
+    advance(s, fresh, "triage", j["continuation"])
+    fresh.inject(Fault(route="results", kind="stall", times=2))
+    for _ in range(2):  # stuck: nothing, more_results true, the continuation of the current position
+        assert results(s, fresh, "triage", max_results=4) == {
+            "status": "ok", "results": [], "num_filtered": 0, "more_results": True, "continuation": j["continuation"]}
+    assert fresh.stream_state("acme", "collections", "triage")["position"] == 4
+    assert len(fresh.served_uids("acme", "collections", "triage")) == 4
+    fresh.inject(Fault(route="results", kind="omit_more_results", times=1))
+    j = results(s, fresh, "triage", max_results=4)
+    assert "more_results" not in j and len(j["results"]) == 4
+    assert results(s, fresh, "triage", max_results=4)["more_results"] is True
+    with pytest.raises(ValueError):
+        Fault(route="advance", kind="stall")
+
+
 def test_fault_drop_and_advance_faults_fire_before_change(fresh):
     s = session(fresh)
     j = results(s, fresh, "triage", max_results=4)
