@@ -249,13 +249,31 @@ class ResultsReader:
             yield batch
             if not batch.delivered.is_set():
                 return
-            api.advance(cm, continuation)
+            self._advance(api, cm, continuation)
             last_continuation = continuation
             if not more:
                 return
 
+    @staticmethod
+    def _advance(api: CmApi, cm: CmStream, continuation: str) -> None:
+        """Advances past a delivered batch; a refusal (a 400 the manifest hands back) fails the sync, naming the stream."""
+        try:
+            api.advance(cm, continuation)
+        except BadResponse as error:
+            raise BadResponse(
+                message=f"stream_results {cm.key}: could not advance past the batch just delivered: {error.message}. "
+                "Its records and state were delivered; the next sync starts again from that state.",
+                internal_message=error.internal_message,
+                failure_type=error.failure_type,
+            ) from error
+
     def _resume(self, api: CmApi, cm: CmStream, cursor: Dict[str, Any]) -> Iterator[_Log]:
-        """Puts the server stream at the state's position, back or forward."""
+        """Puts the server stream at the state's position, back or forward.
+
+        Advancing to an older token is undocumented; a server may refuse it (400, which the manifest's
+        advance error handler hands back as BadResponse). That only warns: the stream goes on from
+        where it is, as the message says.
+        """
         watermark = cursor.get("created_at")
         rewound = False
         if self._rewind and watermark:

@@ -1,0 +1,80 @@
+"""One component at a time: the advance requester's error handling and envelope.decode on error statuses.
+(Behaviour across requests is tested against the emulator in integration_tests/test_reader_edges_e2e.py.)"""
+
+import pytest
+import requests
+import requests_mock
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from source_commsmining import SourceCommsmining
+from source_commsmining.api import CmStream
+from source_commsmining.envelope import BadResponse, decode
+from unit_tests.conftest import catalog, config, stream_url
+
+TRIAGE = CmStream("acme", "collections", "triage")
+
+
+def _source(**overrides):
+    cfg = config(**overrides)
+    return SourceCommsmining(catalog=catalog("stream_results"), config=cfg, state=None), cfg
+
+
+def test_the_advance_error_handler_is_the_shared_one_plus_a_400_handed_back():
+    definitions = _source()[0].resolved_manifest["definitions"]
+    shared, advance = definitions["error_handler"], definitions["advance_requester"]["error_handler"]
+    first, *rest = advance["response_filters"]
+    assert (first["http_codes"], first["action"]) == ([400], "IGNORE")
+    strip = lambda filters: [{k: v for k, v in f.items() if not k.startswith("$")} for f in filters]  # noqa: E731
+    assert strip(rest) == strip(shared["response_filters"])  # lists are not merged by $ref: kept in step by hand
+    assert {k: v for k, v in advance.items() if k != "response_filters"} == {
+        k: v for k, v in shared.items() if k != "response_filters"
+    }
+
+
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ({"json": {"status": "error", "message": "cannot advance backwards"}}, "cannot advance backwards"),
+        ({"json": {"detail": "no status key"}}, "no message"),
+        ({"text": "<html>400 Bad Request</html>"}, "<html>400 Bad Request</html>"),
+    ],
+)
+def test_a_400_on_advance_reaches_the_reader_as_bad_response_whatever_the_body(answer, expected):
+    source, cfg = _source()
+    with requests_mock.Mocker() as m:
+        m.post(stream_url(action="advance"), status_code=400, **answer)
+        with pytest.raises(BadResponse) as raised:
+            source._api(source._config).advance(TRIAGE, "b1")
+    assert "refused POST /api/v1/datasets/acme/collections/streams/triage/advance (HTTP 400)" in raised.value.message
+    assert expected in raised.value.message
+    assert m.call_count == 1  # not retried
+
+
+@pytest.mark.parametrize("status, failure", [(401, FailureType.config_error), (403, FailureType.config_error), (404, FailureType.config_error)])
+def test_other_advance_errors_still_fail_as_before(status, failure, no_sleep):
+    source, cfg = _source()
+    with requests_mock.Mocker() as m:
+        m.post(stream_url(action="advance"), status_code=status, json={"status": "error", "message": "nope"})
+        with pytest.raises(AirbyteTracedException) as raised:
+            source._api(source._config).advance(TRIAGE, "b1")
+    assert not isinstance(raised.value, BadResponse) and raised.value.failure_type == failure
+
+
+def test_advance_retries_5xx_409_and_429_as_before(no_sleep):
+    source, cfg = _source(max_retries=3)
+    with requests_mock.Mocker() as m:
+        m.post(
+            stream_url(action="advance"),
+            [{"status_code": code, "json": {"status": "error"}} for code in (503, 409, 429)] + [{"json": {"status": "ok"}}],
+        )
+        source._api(source._config).advance(TRIAGE, "b1")
+    assert m.call_count == 4
+
+
+def test_decode_never_takes_an_error_status_for_an_answer():
+    response = requests.Response()
+    response.status_code, response._content = 422, b'{"status": "ok"}'
+    response.request = requests.Request("POST", "https://x.test/api/v1/a").prepare()
+    with pytest.raises(BadResponse, match=r"refused POST /api/v1/a \(HTTP 422\): no message"):
+        decode(response)
