@@ -1,5 +1,6 @@
 """Console entry point: `source-commsmining spec|check|discover|read`."""
 
+import gc
 import sys
 import traceback
 from datetime import datetime, timezone
@@ -71,6 +72,10 @@ def run(args: Optional[List[str]] = None) -> None:
         sys.exit(1)
     entrypoint = CommsminingEntrypoint(source)
     parsed_args = entrypoint.parse_args(args)
+    # What exists now (the CDK, its models, the parsed manifest: ~110k objects) lives until exit.
+    # Frozen, the collector stops re-walking it at every full collection, which a read's
+    # short-lived batches trigger every few thousand records (a tenth of a read's CPU).
+    gc.freeze()
     # As airbyte_cdk.entrypoint.launch: every message goes through the PrintBuffer, which
     # ResultsReader flushes after each STATE before it lets a stream advance.
     with PRINT_BUFFER:
