@@ -3,7 +3,7 @@
 import pytest
 
 from commsmining_emulator import Emulator, Fault
-from integration_tests.conftest import TRIAGE, configured_catalog, connector_config, run_connector
+from integration_tests.conftest import TRIAGE, URGENT, configured_catalog, connector_config, run_connector
 
 CATALOG = configured_catalog("stream_results")
 NO_RESET = ["View sources", "Consume streams", "View labels"]
@@ -16,6 +16,10 @@ def _warnings(run):
 def _error(run):
     traces = [m["trace"]["error"] for m in run.of_type("TRACE") if m["trace"]["type"] == "ERROR"]
     return traces[-1]["message"] if traces else ""
+
+
+def _results_calls(emu):
+    return [entry for entry in emu.request_log if entry[0] == "GET" and "/results" in entry[1]]
 
 
 def _position(emu, cm):
@@ -49,3 +53,41 @@ def test_a_400_on_a_normal_advance_fails_the_sync_naming_the_stream_and_the_stat
         assert "acme/collections/triage" in message and "HTTP 400" in message and "Invalid sequence_id" in message
         assert len(run.uids()) == 16 and run.states  # the batch was delivered with its state, then not advanced
         assert _position(emu, TRIAGE) == 0
+
+
+# ---------------------------------------------------------------- 3. the end of a stream
+
+
+def test_a_missing_more_results_is_unknown_and_reading_goes_on_to_the_end():
+    with Emulator(seed=5, comments=100, scenario="default") as emu:
+        emu.inject(Fault(route="results", kind="omit_more_results"))
+        run = run_connector("read", config=connector_config(emu, max_results=16), catalog=CATALOG)
+        assert run.returncode == 0, _error(run) or run.stderr[-2000:]
+        assert run.uids() == emu.consumed_uids("acme", "collections", "triage") and len(run.uids()) == 100
+        assert _position(emu, TRIAGE) == 100
+
+
+def test_a_stream_stuck_at_one_continuation_stops_with_a_warning():
+    with Emulator(seed=5, comments=100, scenario="default") as emu:
+        emu.inject(Fault(route="results", kind="stall"))
+        run = run_connector("read", config=connector_config(emu, max_results=16), catalog=CATALOG, timeout=60)
+        assert run.returncode == 0, _error(run) or run.stderr[-2000:]
+        continuation = emu.world.encode_seq(emu.world.stream("acme", "collections", "triage"), 0)
+        assert any("stuck" in w and continuation in w for w in _warnings(run)), _warnings(run)
+        assert len(_results_calls(emu)) <= 10 and run.uids() == []
+
+
+def test_a_short_stall_is_read_through():
+    with Emulator(seed=5, comments=100, scenario="default") as emu:
+        emu.inject(Fault(route="results", kind="stall", times=3))
+        run = run_connector("read", config=connector_config(emu, max_results=16), catalog=CATALOG)
+        assert run.returncode == 0, _error(run) or run.stderr[-2000:]
+        assert len(run.uids()) == 100 and not _warnings(run)
+
+
+def test_everything_filtered_is_advanced_past_and_reading_goes_on():
+    with Emulator(seed=5, comments=300, scenario="default") as emu:
+        run = run_connector("read", config=connector_config(emu, streams=[URGENT], max_results=2), catalog=CATALOG)
+        assert run.returncode == 0, _error(run) or run.stderr[-2000:]
+        assert run.uids() == emu.consumed_uids("acme", "collections", "urgent-only") and run.uids()
+        assert _position(emu, URGENT) == 300 and len(_results_calls(emu)) > len(run.uids())  # many empty batches

@@ -41,6 +41,9 @@ from source_commsmining.records import build_records
 from source_commsmining.state import ResultsState, latest_created_at
 
 PROGRESS_INTERVAL_SECONDS = 10.0
+# A stream whose /results keeps answering "nothing yet, more to come" at the same continuation this
+# many times in a row is stopped for the sync with a warning, rather than polled forever.
+STUCK_CALLS = 5
 _ACK_POLL_SECONDS = 0.2
 
 
@@ -222,6 +225,12 @@ class ResultsReader:
     def _partition_events(self, cm: CmStream, cursor: Optional[Dict[str, Any]]) -> Iterator[_Event]:
         """GET -> yield the batch -> (once it is delivered) advance -> repeat.
 
+        The end: `more_results: false` after a batch, or an empty batch that skips nothing
+        (num_filtered 0) or leaves the continuation where it was. A missing `more_results` is
+        unknown, not the end. An empty batch with a new continuation (all filtered out) is advanced
+        past; empty batches with `more_results: true` that never move the continuation stop the
+        stream after STUCK_CALLS calls, with a warning naming the continuation.
+
         A yielded _Batch must be delivered (its `delivered` set) before this generator is
         resumed; if it was not, the generator stops without advancing.
         """
@@ -229,6 +238,7 @@ class ResultsReader:
         if cursor:
             yield from self._resume(api, cm, cursor)
         last_continuation = cursor["continuation"] if cursor else None
+        unmoved = 0  # consecutive empty batches with more_results true that left the continuation where it was
         while not self._stop.is_set():
             if self._max_records is not None and self._emitted >= self._max_records:
                 yield _Log(f"stream_results {cm.key}: stopping at the cap of {self._max_records} records per sync.")
@@ -236,14 +246,29 @@ class ResultsReader:
             body = api.results(cm)
             results = body["results"]
             continuation = body["continuation"]
-            more = body.get("more_results") is True
+            more = body.get("more_results")  # True, False, or missing: unknown (read on until the stream says)
             if not isinstance(results, list) or not isinstance(continuation, str) or not continuation:
                 raise BadResponse(
                     message=f"/results for {cm.key} returned a malformed batch (results or continuation of the wrong type).",
                     failure_type=FailureType.system_error,
                 )
-            if not results and (continuation == last_continuation or not (more or body.get("num_filtered"))):
-                return  # nothing new: the end of the stream
+            if not results:
+                if continuation == last_continuation:
+                    if more is not True:
+                        return  # nothing new and the position has not moved: the end of the stream
+                    unmoved += 1
+                    if unmoved >= STUCK_CALLS:
+                        yield _Log(
+                            f"stream_results {cm.key}: stuck at continuation {continuation}: {unmoved} /results calls in a "
+                            "row returned no results and more_results true without moving it. Stopping this stream for "
+                            "this sync; the next sync tries again from there.",
+                            Level.WARN,
+                        )
+                        return
+                    continue
+                if not (more or body.get("num_filtered")):
+                    return  # an empty batch that skips nothing: the end of the stream
+            unmoved = 0
             records = build_records(body, cm.project, cm.dataset, cm.stream)
             batch = _Batch(cm, records, continuation, latest_created_at(records))
             yield batch
@@ -251,7 +276,7 @@ class ResultsReader:
                 return
             self._advance(api, cm, continuation)
             last_continuation = continuation
-            if not more:
+            if more is False:
                 return
 
     @staticmethod
