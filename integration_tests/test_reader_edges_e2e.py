@@ -3,7 +3,7 @@
 import pytest
 
 from commsmining_emulator import Emulator, Fault
-from integration_tests.conftest import TRIAGE, URGENT, configured_catalog, connector_config, run_connector
+from integration_tests.conftest import RAW, TRIAGE, URGENT, configured_catalog, connector_config, run_connector
 
 CATALOG = configured_catalog("stream_results")
 NO_RESET = ["View sources", "Consume streams", "View labels"]
@@ -53,6 +53,52 @@ def test_a_400_on_a_normal_advance_fails_the_sync_naming_the_stream_and_the_stat
         assert "acme/collections/triage" in message and "HTTP 400" in message and "Invalid sequence_id" in message
         assert len(run.uids()) == 16 and run.states  # the batch was delivered with its state, then not advanced
         assert _position(emu, TRIAGE) == 0
+
+
+# ---------------------------------------------------------------- 2. the record cap and several streams
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_the_cap_gives_every_stream_progress_in_every_sync(parallel):
+    streams = [TRIAGE, RAW, URGENT]
+    with Emulator(seed=5, comments=1000, scenario="default") as emu:
+        cfg = connector_config(emu, streams=streams, max_results=16, max_records_per_sync=60, parallel_streams=parallel)
+        state = None
+        delivered = {cm["stream"]: [] for cm in streams}
+        for sync in range(3):
+            before = {cm["stream"]: _position(emu, cm) for cm in streams}
+            run = run_connector("read", config=cfg, catalog=CATALOG, state=state)
+            assert run.returncode == 0, _error(run) or run.stderr[-2000:]
+            state = run.last_state()
+            by_stream = {cm["stream"]: 0 for cm in streams}
+            for record in run.records:
+                by_stream[record["data"]["stream"]] += 1
+                delivered[record["data"]["stream"]].append(record["data"]["uid"])
+            moved = {cm["stream"]: _position(emu, cm) > before[cm["stream"]] for cm in streams}
+            assert all(moved.values()), f"sync {sync}: {by_stream}"
+            # Each stream's fair share is 20: two batches of 16 for the unfiltered ones; the cap still holds
+            # to a batch per stream.
+            assert by_stream["triage"] == by_stream["raw"] == 32 and 20 <= by_stream["urgent-only"] < 20 + 16, by_stream
+        for cm in streams:  # nothing consumed was left undelivered, nothing delivered twice
+            assert delivered[cm["stream"]] == emu.consumed_uids(cm["project"], cm["dataset"], cm["stream"])
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_what_a_stream_leaves_of_its_share_goes_to_the_others(parallel):
+    with Emulator(seed=5, comments=1000, scenario="default") as emu:
+        emu.create_stream("acme", "collections", "fresh", at="end")
+        uploaded = emu.upload("acme", "inbox", 5)  # all that `fresh` has; `triage` has a backlog of 1005
+        fresh = {"project": "acme", "dataset": "collections", "stream": "fresh"}
+        cfg = connector_config(emu, streams=[TRIAGE, fresh], max_results=16, max_records_per_sync=60, parallel_streams=parallel)
+        run = run_connector("read", config=cfg, catalog=CATALOG)
+        assert run.returncode == 0, _error(run) or run.stderr[-2000:]
+        by_stream = {"triage": 0, "fresh": 0}
+        for record in run.records:
+            by_stream[record["data"]["stream"]] += 1
+        # Shares of 30: triage stops at 32, fresh ends at 5; the 23 left go to triage (two more batches).
+        assert by_stream == {"triage": 64, "fresh": 5}
+        assert [u for u in run.uids() if u in uploaded] == uploaded
+        assert any("stopping at the cap of 60" in m["log"]["message"] and "triage" in m["log"]["message"] for m in run.of_type("LOG"))
 
 
 # ---------------------------------------------------------------- 3. the end of a stream

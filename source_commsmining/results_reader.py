@@ -16,6 +16,9 @@ only after it printed the previous message, so after the STATE's yield returns a
 the batch and its checkpoint are on the stdout file descriptor. If the process dies anywhere,
 the server has consumed at most what was already printed with its STATE.
 
+With `max_records_per_sync`, the streams share the cap in rounds (`_scheduled_events`), so no
+stream is starved by the ones read before it.
+
 At the start of a sync each stream is put where the given state says (the destination's last
 commit): reset to the state's `created_at` watermark (when `rewind_on_resume`), then advance
 to its continuation. See README "Delivery guarantees".
@@ -68,7 +71,31 @@ class _Done:
     error: Optional[BaseException] = None
 
 
-_Event = Union[_Batch, _Log, _Done]
+@dataclass
+class _Paused:
+    """The stream used its share of the record cap for this round (see `_scheduled_events`)."""
+
+    cm: CmStream
+
+
+_Event = Union[_Batch, _Log, _Done, _Paused]
+
+
+@dataclass
+class _Share:
+    """Records a stream may still start batches for in this round; None: no cap."""
+
+    left: Optional[int] = None
+
+
+@dataclass
+class _Reading:
+    """One CM stream across the rounds of a sync: its generator and its share."""
+
+    cm: CmStream
+    share: _Share
+    events: Iterator[_Event]
+    paused: bool = False
 
 
 @dataclass
@@ -116,8 +143,7 @@ class ResultsReader:
         progress = {cm.key: _Progress() for cm in self._streams}
         errors: List[BaseException] = []
         running_sent = False
-        # One stream at a time needs no threads: reading inline spares a thread hand-off per batch.
-        events = self._events_inline(cursors) if self._parallel == 1 else self._events_from_threads(cursors)
+        events = self._scheduled_events(cursors)
         with closing(events):
             for event in events:
                 if isinstance(event, _Batch):
@@ -158,32 +184,74 @@ class ResultsReader:
             ) from first
         yield messages.status(AirbyteStreamStatus.COMPLETE)
 
-    def _events_inline(self, cursors: Dict[str, Optional[Dict[str, Any]]]) -> Iterator[_Event]:
-        """Reads the streams one after the other in the calling (main) thread."""
-        for cm in self._streams:
-            try:
-                yield from self._partition_events(cm, cursors[cm.key])
-            except Exception as error:
-                yield _Done(cm, error)
-            else:
-                yield _Done(cm)
+    def _scheduled_events(self, cursors: Dict[str, Optional[Dict[str, Any]]]) -> Iterator[_Event]:
+        """Reads every stream, in rounds when `max_records_per_sync` caps the sync.
 
-    def _events_from_threads(self, cursors: Dict[str, Optional[Dict[str, Any]]]) -> Iterator[_Event]:
-        """Reads up to `parallel_streams` streams at once, one worker thread each."""
-        executor = ThreadPoolExecutor(max_workers=self._parallel, thread_name_prefix="cm-stream")
+        Without a cap there is one round and each stream is read to its end. With a cap, a
+        first-come cap would let the streams read first (config order, `parallel_streams` at a
+        time) fill it every sync and starve the others. So the cap is shared out instead: each
+        round, every stream still open gets an equal share of what is left of the cap (rounded up),
+        and reads until its own records in the round reach it (checked before each batch, so it
+        stops at a batch boundary and may go over by less than one batch) or its end. What streams
+        that ended did not use is shared again among the others in the next round, until the cap
+        is reached or every stream has ended. Each stream's share depends only on the cap and on
+        what the streams returned, never on thread timing: the same data gives the same split.
+        """
+        readings = []
+        for cm in self._streams:
+            share = _Share()
+            readings.append(_Reading(cm, share, self._partition_events(cm, cursors[cm.key], share)))
+        # One stream at a time needs no threads: reading inline spares a thread hand-off per batch.
+        executor = None if self._parallel == 1 else ThreadPoolExecutor(self._parallel, thread_name_prefix="cm-stream")
         try:
-            for cm in self._streams:
-                executor.submit(self._run_worker, cm, cursors[cm.key])
-            pending = len(self._streams)
-            while pending:
-                event = self._events.get()
-                if isinstance(event, _Done):
-                    pending -= 1
-                yield event
+            while readings:
+                if self._max_records is not None:
+                    left = self._max_records - self._emitted
+                    if left <= 0:
+                        for reading in readings:  # paused at a batch boundary, after its last advance
+                            reading.events.close()
+                            yield _Log(f"stream_results {reading.cm.key}: stopping at the cap of {self._max_records} records per sync.")
+                            yield _Done(reading.cm)
+                        return
+                    for reading in readings:
+                        reading.share.left = -(-left // len(readings))
+                yield from self._round_inline(readings) if executor is None else self._round_threads(executor, readings)
+                readings = [reading for reading in readings if reading.paused]
         finally:
-            # Any worker still waiting for its batch to be delivered gives up without advancing.
-            self._stop.set()
-            executor.shutdown(wait=False, cancel_futures=True)
+            if executor is not None:
+                # Any worker still waiting for its batch to be delivered gives up without advancing.
+                self._stop.set()
+                executor.shutdown(wait=False, cancel_futures=True)
+
+    @staticmethod
+    def _round_inline(readings: List[_Reading]) -> Iterator[_Event]:
+        """One round, the streams one after the other in the calling (main) thread."""
+        for reading in readings:
+            reading.paused = False
+            try:
+                for event in reading.events:
+                    if isinstance(event, _Paused):
+                        reading.paused = True
+                        break
+                    yield event
+            except Exception as error:
+                yield _Done(reading.cm, error)
+                continue
+            if not reading.paused:
+                yield _Done(reading.cm)
+
+    def _round_threads(self, executor: ThreadPoolExecutor, readings: List[_Reading]) -> Iterator[_Event]:
+        """One round, up to `parallel_streams` streams at once, one worker thread each."""
+        for reading in readings:
+            reading.paused = False
+            executor.submit(self._run_worker, reading)
+        pending = len(readings)
+        while pending:
+            event = self._events.get()
+            if isinstance(event, (_Done, _Paused)):
+                pending -= 1
+            if not isinstance(event, _Paused):
+                yield event
 
     @staticmethod
     def _progress(cm: CmStream, progress: _Progress, batch: Optional[_Batch]) -> Optional[str]:
@@ -204,17 +272,21 @@ class ResultsReader:
         )
 
     # ------------------------------------------------------------------ one CM stream
-    def _run_worker(self, cm: CmStream, cursor: Optional[Dict[str, Any]]) -> None:
-        events = self._partition_events(cm, cursor)
+    def _run_worker(self, reading: _Reading) -> None:
+        events = reading.events
         try:
             for event in events:
+                if isinstance(event, _Paused):
+                    reading.paused = True  # read by the main thread after it gets the event
+                    self._events.put(event)
+                    return
                 self._events.put(event)
                 if isinstance(event, _Batch) and not self._wait_delivered(event):
                     events.close()  # the sync is stopping: never advance past what was not delivered
                     return
-            self._events.put(_Done(cm))
+            self._events.put(_Done(reading.cm))
         except BaseException as error:  # reported to the main thread, which fails the sync
-            self._events.put(_Done(cm, error))
+            self._events.put(_Done(reading.cm, error))
 
     def _wait_delivered(self, batch: _Batch) -> bool:
         while not batch.delivered.wait(_ACK_POLL_SECONDS):
@@ -222,7 +294,7 @@ class ResultsReader:
                 return False
         return True
 
-    def _partition_events(self, cm: CmStream, cursor: Optional[Dict[str, Any]]) -> Iterator[_Event]:
+    def _partition_events(self, cm: CmStream, cursor: Optional[Dict[str, Any]], share: _Share) -> Iterator[_Event]:
         """GET -> yield the batch -> (once it is delivered) advance -> repeat.
 
         The end: `more_results: false` after a batch, or an empty batch that skips nothing
@@ -232,7 +304,8 @@ class ResultsReader:
         stream after STUCK_CALLS calls, with a warning naming the continuation.
 
         A yielded _Batch must be delivered (its `delivered` set) before this generator is
-        resumed; if it was not, the generator stops without advancing.
+        resumed; if it was not, the generator stops without advancing. When its `share` of the
+        cap is used up it yields _Paused (after the last advance) until given a new share or closed.
         """
         api = self._api_factory()
         if cursor:
@@ -240,9 +313,8 @@ class ResultsReader:
         last_continuation = cursor["continuation"] if cursor else None
         unmoved = 0  # consecutive empty batches with more_results true that left the continuation where it was
         while not self._stop.is_set():
-            if self._max_records is not None and self._emitted >= self._max_records:
-                yield _Log(f"stream_results {cm.key}: stopping at the cap of {self._max_records} records per sync.")
-                return
+            while share.left is not None and share.left <= 0:
+                yield _Paused(cm)
             body = api.results(cm)
             results = body["results"]
             continuation = body["continuation"]
@@ -274,6 +346,8 @@ class ResultsReader:
             yield batch
             if not batch.delivered.is_set():
                 return
+            if share.left is not None:
+                share.left -= len(records)
             self._advance(api, cm, continuation)
             last_continuation = continuation
             if more is False:
