@@ -1,4 +1,5 @@
-"""stream_results edge cases over real HTTP against the emulator."""
+"""stream_results edge cases over real HTTP against the emulator: a refused advance at resume,
+the record cap across several streams, how the end of a stream is recognised, and resets."""
 
 import pytest
 
@@ -137,3 +138,17 @@ def test_everything_filtered_is_advanced_past_and_reading_goes_on():
         assert run.returncode == 0, _error(run) or run.stderr[-2000:]
         assert run.uids() == emu.consumed_uids("acme", "collections", "urgent-only") and run.uids()
         assert _position(emu, URGENT) == 300 and len(_results_calls(emu)) > len(run.uids())  # many empty batches
+
+
+# ---------------------------------------------------------------- 5. one reset per stream per sync with state
+
+
+def test_every_sync_with_state_resets_each_stream_once_unless_rewind_is_off():
+    with Emulator(seed=5, comments=100, scenario="default") as emu:
+        cfg = connector_config(emu, streams=[TRIAGE, RAW], max_results=32)
+        first = run_connector("read", config=cfg, catalog=CATALOG)
+        second = run_connector("read", config=cfg, catalog=CATALOG, state=first.last_state())
+        third = run_connector("read", config={**cfg, "rewind_on_resume": False}, catalog=CATALOG, state=second.last_state())
+        assert first.returncode == second.returncode == third.returncode == 0
+        assert [emu.stream_state("acme", "collections", s)["resets"] for s in ("triage", "raw")] == [1, 1]
+        assert second.uids() == third.uids() == []
