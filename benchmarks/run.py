@@ -100,6 +100,7 @@ def catalog():
 
 
 def connector_cmd(emu, streams, workdir, max_results=32, parallel=4):
+    """The connector's command line; CONNECTOR is the console script, see --connector."""
     config = {"api_endpoint": emu.url, "api_token": emu.token,
               "streams": [{"project": PROJECT, "dataset": DATASET, "stream": s} for s in streams],
               "max_results": max_results, "parallel_streams": parallel}
@@ -275,9 +276,14 @@ def main(argv=None):
     ap.add_argument("--sizes", default=None, help="comma-separated RSS sizes (default 10000,100000,1000000)")
     ap.add_argument("--multi-comments", type=int, default=None, help="comments per stream in the multi-stream run (2000)")
     ap.add_argument("--capacity-seconds", type=float, default=None)
+    ap.add_argument("--connector", default=None,
+                    help="the source-commsmining console script to measure (make bench: one installed like the "
+                         "Docker image, without the test and demo extras)")
     ap.add_argument("--only", default="throughput,latency,rss,multi,capacity",
                     help="comma-separated subset of sections to run")
     args = ap.parse_args(argv)
+    global CONNECTOR
+    CONNECTOR = os.path.abspath(args.connector or CONNECTOR)
     q = args.quick
     tp_n = args.throughput_comments or (10_000 if q else 100_000)
     lat_n = args.latency_comments or (600 if q else 3_000)
@@ -286,7 +292,7 @@ def main(argv=None):
     cap_s = args.capacity_seconds or (3.0 if q else 10.0)
     only = set(args.only.split(","))
 
-    results = {"machine": machine_info(), "quick": q,
+    results = {"machine": dict(machine_info(), connector=os.path.relpath(CONNECTOR, ROOT)), "quick": q,
                "notes": ["Emulator and every reader run as separate subprocesses; wall time is process start to exit "
                          "(includes interpreter + CDK start-up: see startup_s and records_per_s_after_first_record)."]}
     started = time.time()

@@ -101,3 +101,26 @@ def test_http_requester_still_renders_and_sends_the_way_api_call_mirrors():
         assert piece in source, piece
     parameters = inspect.signature(HttpClient.send_request).parameters
     assert {"http_method", "url", "request_kwargs", "headers", "params", "json", "dedupe_query_params"} <= set(parameters)
+
+
+def test_entrypoint_run_read_branch_is_what_commsmining_entrypoint_mirrors():
+    """CommsminingEntrypoint.run copies AirbyteEntrypoint.run's `read` steps; a CDK that changes them fails here."""
+    import inspect
+
+    from airbyte_cdk.entrypoint import AirbyteEntrypoint
+
+    source = inspect.getsource(AirbyteEntrypoint.run)
+    steps = (
+        "source_spec: ConnectorSpecification = self.source.spec(self.logger)",
+        "tempfile.TemporaryDirectory(",
+        "os.environ[ENV_REQUEST_CACHE_PATH] = (",
+        "raw_config = self.source.read_config(parsed_args.config)",
+        "config = self.source.configure(raw_config, temp_dir)",
+        "self._emit_queued_messages(self.source)",
+        "config_catalog = self.source.read_catalog(parsed_args.catalog)",
+        "state = self.source.read_state(parsed_args.state)",
+        "self.read(source_spec, config, config_catalog, state)",
+    )
+    for step in steps:
+        assert step in source, step
+    assert source.index("config_catalog = ") < source.index("self.read(source_spec")

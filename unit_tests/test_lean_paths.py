@@ -132,3 +132,89 @@ def test_every_call_and_every_retry_still_carries_the_token(monkeypatch, no_slee
     assert len(mock.request_history) == 3
     assert all(r.headers["Authorization"] == f"Bearer {TOKEN}" for r in mock.request_history)
     assert isinstance(api._requesters["advance_requester"]._http_client._session, requests.Session)
+
+
+# ------------------------------------------------------------------ messages.to_line and the read entrypoint
+def _record(data, **fields):
+    from airbyte_cdk.models import AirbyteMessage, AirbyteRecordMessage, Type
+
+    return AirbyteMessage(type=Type.RECORD, record=AirbyteRecordMessage(stream="stream_results", data=data, emitted_at=7, **fields))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        _record({"uid": "a.1", "subject": None, "labels": [], "comment": {"x": None, "y": [None, {"z": None}]}}),
+        _record({"text": "caf\u00e9 \u2028 \U0001f600", "n": 1.5, "big": 2**63 - 1, "t": True}),
+        _record({"too_big_for_orjson": 2**70}),
+        _record({"uid": "a.1"}, namespace="ns"),
+        _record({}),
+    ],
+)
+def test_to_line_writes_records_exactly_as_the_cdk(message):
+    from airbyte_cdk.entrypoint import AirbyteEntrypoint
+
+    from source_commsmining.messages import to_line
+
+    assert to_line(message) == AirbyteEntrypoint.airbyte_message_to_string(message)
+
+
+def test_to_line_writes_other_messages_exactly_as_the_cdk():
+    from airbyte_cdk.entrypoint import AirbyteEntrypoint
+    from airbyte_cdk.models import AirbyteStreamStatus
+
+    from source_commsmining import messages
+
+    for message in (
+        messages.state({"states": [{"partition": {"project": "p"}, "cursor": {"continuation": "c", "created_at": None}}]}),
+        messages.log("hello"),
+        messages.status(AirbyteStreamStatus.RUNNING),
+    ):
+        assert messages.to_line(message) == AirbyteEntrypoint.airbyte_message_to_string(message)
+
+
+def test_the_read_entrypoint_prints_what_the_cdk_entrypoint_prints(tmp_path, monkeypatch):
+    """CommsminingEntrypoint.run('read') against AirbyteEntrypoint.run on the same source and API."""
+    import json
+
+    from airbyte_cdk.entrypoint import AirbyteEntrypoint
+    from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
+
+    from source_commsmining.run import CommsminingEntrypoint
+    from unit_tests.conftest import batch, catalog
+
+    monkeypatch.setattr("source_commsmining.messages.now_ms", lambda: 1)
+    monkeypatch.setattr("airbyte_cdk.utils.stream_status_utils.ab_datetime_now", lambda: _FixedNow(), raising=False)
+    paths = {"config": tmp_path / "config.json", "catalog": tmp_path / "catalog.json"}
+    paths["config"].write_text(json.dumps(config(rewind_on_resume=False)))
+    paths["catalog"].write_text(json.dumps(ConfiguredAirbyteCatalogSerializer.dump(catalog("stream_results"))))
+    argv = ["read", "--config", str(paths["config"]), "--catalog", str(paths["catalog"])]
+
+    def lines(run_method):
+        cfg = SourceCommsmining.read_config(str(paths["config"]))
+        source = SourceCommsmining(catalog=None, config=cfg, state=None, config_path=str(paths["config"]))
+        entrypoint = CommsminingEntrypoint(source)
+        with requests_mock.Mocker() as mock:
+            mock.get(stream_url(), [{"json": batch(range(3), "c1", True)}, {"json": batch([], "c1", False)}])
+            mock.post(stream_url(action="advance"), json={"status": "ok"})
+            return [_without_times(json.loads(line)) for line in run_method(entrypoint, entrypoint.parse_args(argv))]
+
+    ours, cdks = lines(CommsminingEntrypoint.run), lines(AirbyteEntrypoint.run)
+    assert sum(1 for line in ours if line["type"] == "RECORD") == 3
+    assert ours == cdks
+
+
+class _FixedNow:
+    def to_epoch_millis(self):
+        return 1
+
+    def timestamp(self):
+        return 0.001
+
+
+def _without_times(message):
+    """emitted_at differs between two runs; everything else must not."""
+    for section in message.values():
+        if isinstance(section, dict):
+            section.pop("emitted_at", None)
+    return message
