@@ -6,6 +6,10 @@ promoted columns make the warehouse table usable without JSON digging.
 
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from airbyte_cdk.models import FailureType
+
+from source_commsmining.envelope import BadResponse
+
 STREAM_THRESHOLD = "stream"
 
 
@@ -67,6 +71,17 @@ def flatten_prediction(
     return labels, stream_labels, general_fields
 
 
+def comment_uid(comment: Mapping[str, Any]) -> Optional[str]:
+    """The comment's uid; when the API leaves it out, `<source_id>.<id>`, which is what a uid is."""
+    uid = comment.get("uid")
+    if uid.__class__ is str and uid:
+        return uid
+    source_id, comment_id = comment.get("source_id"), comment.get("id")
+    if source_id and comment_id:
+        return f"{source_id}.{comment_id}"
+    return None
+
+
 def build_record(
     result: Mapping[str, Any], project: str, dataset: str, stream: str, model_version: Any = None
 ) -> Dict[str, Any]:
@@ -77,7 +92,7 @@ def build_record(
     subject = first.get("subject")
     labels, stream_labels, general_fields = flatten_prediction(prediction)
     return {
-        "uid": comment["uid"],
+        "uid": comment_uid(comment),
         "project": project,
         "dataset": dataset,
         "stream": stream,
@@ -96,12 +111,38 @@ def build_record(
         "general_fields": general_fields,
         "comment": comment,
         "prediction": prediction,
-        "continuation": result["continuation"],
+        "continuation": result.get("continuation"),
     }
 
 
 def build_records(body: Mapping[str, Any], project: str, dataset: str, stream: str) -> List[Dict[str, Any]]:
-    """The records of one decoded `/results` body."""
+    """The records of one decoded `/results` body; a result that cannot be keyed fails the whole batch.
+
+    A record without a uid could not be deduplicated or found again, and skipping it would lose
+    the comment for good once the stream is advanced; so the batch is refused before anything of
+    it is emitted, with a message that says which result it was.
+    """
     model = body.get("model")
     version = model.get("version") if isinstance(model, dict) else None
-    return [build_record(result, project, dataset, stream, version) for result in body["results"]]
+    records = []
+    for index, result in enumerate(body["results"]):
+        comment = result.get("comment") if result.__class__ is dict else None
+        if comment.__class__ is not dict or comment_uid(comment) is None:
+            raise _unkeyable(result, index, body, f"{project}/{dataset}/{stream}")
+        records.append(build_record(result, project, dataset, stream, version))
+    return records
+
+
+def _unkeyable(result: Any, index: int, body: Mapping[str, Any], where: str) -> BadResponse:
+    comment = result.get("comment") if isinstance(result, dict) else None
+    known = {key: comment.get(key) for key in ("id", "source_id", "created_at")} if isinstance(comment, dict) else {}
+    what = "no comment" if not isinstance(comment, dict) else "a comment without uid (nor source_id and id)"
+    return BadResponse(
+        message=(
+            f"/results for {where} returned {what} in result {index + 1} of {len(body['results'])} "
+            f"(known fields: {known or 'none'}; result continuation {result.get('continuation') if isinstance(result, dict) else None!r}; "
+            f"batch continuation {body.get('continuation')!r}). Nothing of this batch was emitted and the stream was "
+            "not advanced, so no comment is lost; the next sync will meet the same batch until the API serves it whole."
+        ),
+        failure_type=FailureType.system_error,
+    )
