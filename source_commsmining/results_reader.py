@@ -300,8 +300,9 @@ class ResultsReader:
         The end: `more_results: false` after a batch, or an empty batch that skips nothing
         (num_filtered 0) or leaves the continuation where it was. A missing `more_results` is
         unknown, not the end. An empty batch with a new continuation (all filtered out) is advanced
-        past; empty batches with `more_results: true` that never move the continuation stop the
-        stream after STUCK_CALLS calls, with a warning naming the continuation.
+        past; batches that do not move the continuation (empty with `more_results: true`, or the
+        same batch again after an advance) stop the stream after STUCK_CALLS calls, with a warning
+        naming the continuation.
 
         A yielded _Batch must be delivered (its `delivered` set) before this generator is
         resumed; if it was not, the generator stops without advancing. When its `share` of the
@@ -324,23 +325,28 @@ class ResultsReader:
                     message=f"/results for {cm.key} returned a malformed batch (results or continuation of the wrong type).",
                     failure_type=FailureType.system_error,
                 )
-            if not results:
-                if continuation == last_continuation:
-                    if more is not True:
-                        return  # nothing new and the position has not moved: the end of the stream
-                    unmoved += 1
-                    if unmoved >= STUCK_CALLS:
-                        yield _Log(
-                            f"stream_results {cm.key}: stuck at continuation {continuation}: {unmoved} /results calls in a "
-                            "row returned no results and more_results true without moving it. Stopping this stream for "
-                            "this sync; the next sync tries again from there.",
-                            Level.WARN,
-                        )
-                        return
+            moved = continuation != last_continuation
+            if not results and not moved and more is not True:
+                return  # nothing new and the position has not moved: the end of the stream
+            if moved:
+                unmoved = 0
+            else:
+                # Empty with more_results true, or (a server that ignored the last advance) the same
+                # batch again: read on a few times (a non-empty one is delivered again, at least once
+                # is safe), then stop rather than loop.
+                unmoved += 1
+                if unmoved >= STUCK_CALLS:
+                    yield _Log(
+                        f"stream_results {cm.key}: stuck at continuation {continuation}: {unmoved} /results calls in a "
+                        "row did not move the stream past it (more_results true). Stopping this stream for this sync; "
+                        "the next sync tries again from there.",
+                        Level.WARN,
+                    )
+                    return
+                if not results:
                     continue
-                if not (more or body.get("num_filtered")):
-                    return  # an empty batch that skips nothing: the end of the stream
-            unmoved = 0
+            if not results and not (more or body.get("num_filtered")):
+                return  # an empty batch that skips nothing: the end of the stream
             records = build_records(body, cm.project, cm.dataset, cm.stream)
             batch = _Batch(cm, records, continuation, latest_created_at(records))
             yield batch

@@ -78,3 +78,19 @@ def test_decode_never_takes_an_error_status_for_an_answer():
     response.request = requests.Request("POST", "https://x.test/api/v1/a").prepare()
     with pytest.raises(BadResponse, match=r"refused POST /api/v1/a \(HTTP 422\): no message"):
         decode(response)
+
+
+def test_reset_keeps_the_shared_filters_and_a_404_names_what_to_check(no_sleep):
+    definitions = _source()[0].resolved_manifest["definitions"]
+    shared, reset = definitions["error_handler"], definitions["reset_requester"]["error_handler"]
+    first, *rest = reset["response_filters"]
+    assert (first["http_codes"], first["action"]) == ([403], "IGNORE")
+    strip = lambda filters: [{k: v for k, v in f.items() if not k.startswith("$")} for f in filters]  # noqa: E731
+    assert strip(rest) == [f for f in strip(shared["response_filters"]) if f["http_codes"] != [403]]
+    source, cfg = _source()
+    with requests_mock.Mocker() as m:
+        m.post(stream_url(action="reset"), status_code=404, json={"status": "error", "message": "no such stream"})
+        with pytest.raises(AirbyteTracedException) as raised:
+            source._api(source._config).reset(TRIAGE, "2024-01-01T00:00:00Z")
+    assert raised.value.failure_type == FailureType.config_error
+    assert "no such stream" in raised.value.message and "`streams`" in raised.value.message

@@ -51,3 +51,15 @@ def test_a_result_without_its_own_continuation_is_still_delivered_and_the_batch_
         output = run_read(config(), catalog("stream_results"))
     assert [r.record.data.get("continuation") for r in output.records] == ["c-1", None]
     assert [h.json() for h in advance.request_history] == [{"sequence_id": "b1"}]
+
+
+def test_a_server_that_ignores_the_advance_does_not_make_the_reader_loop():
+    """The same non-empty batch after every advance: delivered again a few times (at least once), then a warning."""
+    from source_commsmining.results_reader import STUCK_CALLS
+
+    with requests_mock.Mocker() as m:
+        m.get(stream_url(), json=batch([1, 2], "b1", True))
+        advance = m.post(stream_url(action="advance"), json={"status": "ok"})
+        output = run_read(config(), catalog("stream_results"))
+    assert len(output.records) == 2 * STUCK_CALLS and advance.call_count == STUCK_CALLS
+    assert any("stuck at continuation b1" in log.log.message for log in output.logs)
