@@ -8,7 +8,7 @@ Error statuses the manifest hands back instead of failing (a 400 from /advance) 
 here whatever their body says: an unexpected body must never turn a refusal into a success.
 """
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import orjson
 import requests
@@ -21,7 +21,11 @@ _NOT_JSON = object()
 
 class BadResponse(AirbyteTracedException):
     """A response that is not a usable Communications Mining answer (an error status the manifest
-    hands back, or a 2xx whose body is not a real answer)."""
+    hands back, or a 2xx whose body is not a real answer); `status_code` says which it was."""
+
+    def __init__(self, *args: Any, status_code: Optional[int] = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.status_code = status_code
 
 
 def _where(response: requests.Response) -> str:
@@ -47,6 +51,7 @@ def decode(response: requests.Response, required: Sequence[str] = ()) -> Mapping
         raise BadResponse(
             message=f"The Communications Mining API refused {where}: {detail or 'no message'}",
             failure_type=FailureType.system_error,
+            status_code=response.status_code,
         )
     if body is _NOT_JSON:
         snippet = _snippet(response)

@@ -370,6 +370,7 @@ class ResultsReader:
                 "Its records and state were delivered; the next sync starts again from that state.",
                 internal_message=error.internal_message,
                 failure_type=error.failure_type,
+                status_code=error.status_code,
             ) from error
 
     def _resume(self, api: CmApi, cm: CmStream, cursor: Dict[str, Any]) -> Iterator[_Log]:
@@ -377,7 +378,8 @@ class ResultsReader:
 
         Advancing to an older token is undocumented; a server may refuse it (400, which the manifest's
         advance error handler hands back as BadResponse). That only warns: the stream goes on from
-        where it is, as the message says.
+        where it is, as the message says. Any other bad answer (a 2xx saying "error", a body that is
+        not JSON) fails the sync: going on from an unknown position could skip comments silently.
         """
         watermark = cursor.get("created_at")
         rewound = False
@@ -396,9 +398,11 @@ class ResultsReader:
         try:
             api.advance(cm, cursor["continuation"])
         except BadResponse as error:
+            if error.status_code != 400:
+                raise
             yield (
                 _Log(
-                    f"stream_results {cm.key}: the API refused to advance to the state's continuation ({error.message}). "
+                    f"stream_results {cm.key}: the API refused to advance to the state's continuation ({describe(error)}). "
                     + (
                         "Going on from the reset watermark; a few comments may be delivered again."
                         if rewound

@@ -94,3 +94,24 @@ def test_reset_keeps_the_shared_filters_and_a_404_names_what_to_check(no_sleep):
             source._api(source._config).reset(TRIAGE, "2024-01-01T00:00:00Z")
     assert raised.value.failure_type == FailureType.config_error
     assert "no such stream" in raised.value.message and "`streams`" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"status_code": 200, "json": {"status": "error", "message": "internal failure"}},
+        {"status_code": 200, "text": "<html>gateway</html>"},
+    ],
+)
+def test_only_a_400_at_resume_is_a_refusal_any_other_bad_answer_fails_the_sync(answer):
+    """Going on from an unknown position after a 2xx 'error' would skip comments without a word."""
+    from unit_tests.conftest import batch, results_state, run_read
+
+    state = results_state([{"partition": {"project": "acme", "dataset": "collections", "stream": "triage"},
+                            "cursor": {"continuation": "b7", "created_at": "2024-02-01T00:00:07Z"}}])
+    with requests_mock.Mocker() as m:
+        m.post(stream_url(action="advance"), **answer)
+        results = m.get(stream_url(), json=batch([1], "b8", False))
+        output = run_read(config(rewind_on_resume=False), catalog("stream_results"), state=state, expecting_exception=True)
+    assert output.errors and results.call_count == 0 and output.records == []
+    assert not any("refused to advance" in log.log.message for log in output.logs)
