@@ -20,6 +20,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import requests
 
+from airbyte_cdk.sources.declarative.auth.token import BearerAuthenticator
+from airbyte_cdk.sources.declarative.auth.token_provider import InterpolatedStringTokenProvider
 from airbyte_cdk.sources.declarative.models.declarative_component_schema import (
     HttpRequester as HttpRequesterModel,
 )
@@ -56,7 +58,8 @@ def _settle_session(requester: HttpRequester) -> None:
         session.proxies, session.verify, session.cert = settings["proxies"], settings["verify"], settings["cert"]
         session.trust_env = False
     auth = session.auth
-    if auth is not None and not isinstance(auth, _FixedHeaderAuth) and hasattr(auth, "get_auth_header"):
+    # Only a bearer token read from the config is fixed; a session or refreshing token must stay live.
+    if isinstance(auth, BearerAuthenticator) and isinstance(auth.token_provider, InterpolatedStringTokenProvider):
         session.auth = _FixedHeaderAuth(auth.get_auth_header())
 
 REQUESTERS = ("sources_requester", "stream_requester", "results_requester", "advance_requester", "reset_requester")

@@ -218,3 +218,24 @@ def _without_times(message):
         if isinstance(section, dict):
             section.pop("emitted_at", None)
     return message
+
+
+def test_only_the_static_bearer_token_of_the_manifest_is_fixed(monkeypatch):
+    """A token that can change (a session token provider) must keep its live authenticator."""
+    from airbyte_cdk.sources.declarative.auth.token import BearerAuthenticator
+
+    from source_commsmining.api import _FixedHeaderAuth, _settle_session
+
+    api = _api(monkeypatch)
+    assert isinstance(api._requesters["results_requester"]._http_client._session.auth, _FixedHeaderAuth)
+
+    class RefreshingProvider:
+        def get_token(self):
+            return "changes"
+
+    source = SourceCommsmining(catalog=None, config=config(), state=None, config_path=None)
+    requester = source._api(source._config)._requesters["results_requester"]
+    live = BearerAuthenticator(token_provider=RefreshingProvider(), config={}, parameters={})
+    requester._http_client._session.auth = live
+    _settle_session(requester)
+    assert requester._http_client._session.auth is live
