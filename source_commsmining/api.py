@@ -103,13 +103,14 @@ class _Call:
             params=requester._request_params(None, stream_slice, None, None),
         )
 
-    def send(self, body: Optional[Mapping[str, Any]] = None) -> requests.Response:
+    def send(self, body: Optional[Mapping[str, Any]] = None, params: Optional[Mapping[str, Any]] = None) -> requests.Response:
+        """`params` (rendered values already) replace the rendered ones of the same name for this call."""
         _, response = self.requester._http_client.send_request(
             http_method=self.requester.get_method().value,
             url=self.url,
             request_kwargs={"stream": self.requester.stream_response},
             headers=self.headers,
-            params=self.params,
+            params={**self.params, **params} if params else self.params,
             json=body,
             dedupe_query_params=True,
         )
@@ -134,11 +135,14 @@ class CmApi:
             }
         )
 
-    def _send(self, name: str, cm: CmStream, body: Optional[Mapping[str, Any]] = None) -> requests.Response:
+    def _call(self, name: str, cm: CmStream) -> _Call:
         call = self._calls.get((name, cm.key))
         if call is None:
             call = self._calls[(name, cm.key)] = _Call.render(self._requesters[name], cm.as_slice())
-        return call.send(body)
+        return call
+
+    def _send(self, name: str, cm: CmStream, body: Optional[Mapping[str, Any]] = None) -> requests.Response:
+        return self._call(name, cm).send(body)
 
     def list_sources(self) -> Any:
         return decode(_Call.render(self._requesters["sources_requester"], None).send(), required=("sources",))["sources"]
@@ -146,8 +150,12 @@ class CmApi:
     def get_stream(self, cm: CmStream) -> Mapping[str, Any]:
         return decode(self._send("stream_requester", cm), required=("stream",))["stream"]
 
-    def results(self, cm: CmStream) -> Mapping[str, Any]:
-        return decode(self._send("results_requester", cm), required=("results", "continuation"))
+    def results(self, cm: CmStream, at_most: Optional[int] = None) -> Mapping[str, Any]:
+        """The next batch; `at_most` lowers the configured `max_results` for this call (a record cap's last batch)."""
+        call = self._call("results_requester", cm)
+        configured = int(call.params.get("max_results") or 32)
+        params = {"max_results": str(max(1, at_most))} if at_most is not None and at_most < configured else None
+        return decode(call.send(params=params), required=("results", "continuation"))
 
     def advance(self, cm: CmStream, continuation: str) -> None:
         decode(self._send("advance_requester", cm, {"sequence_id": continuation}))

@@ -44,9 +44,12 @@ from source_commsmining.records import build_records
 from source_commsmining.state import ResultsState, latest_created_at
 
 PROGRESS_INTERVAL_SECONDS = 10.0
-# A stream whose /results keeps answering "nothing yet, more to come" at the same continuation this
-# many times in a row is stopped for the sync with a warning, rather than polled forever.
+# A stream whose /results keeps answering at the same continuation ("nothing yet, more to come",
+# or the same batch after an advance) this many times in a row is stopped for the sync with a
+# warning, rather than polled forever; before each repeat it waits the next of these delays, so a
+# server that is only catching up gets a few seconds.
 STUCK_CALLS = 5
+STUCK_WAITS_SECONDS = (0.25, 0.5, 1.0, 2.0)
 _ACK_POLL_SECONDS = 0.2
 
 
@@ -316,7 +319,7 @@ class ResultsReader:
         while not self._stop.is_set():
             while share.left is not None and share.left <= 0:
                 yield _Paused(cm)
-            body = api.results(cm)
+            body = api.results(cm, at_most=share.left)  # a share of the cap is never overshot by a batch
             results = body["results"]
             continuation = body["continuation"]
             more = body.get("more_results")  # True, False, or missing: unknown (read on until the stream says)
@@ -337,12 +340,13 @@ class ResultsReader:
                 unmoved += 1
                 if unmoved >= STUCK_CALLS:
                     yield _Log(
-                        f"stream_results {cm.key}: stuck at continuation {continuation}: {unmoved} /results calls in a "
-                        "row did not move the stream past it (more_results true). Stopping this stream for this sync; "
+                        f"stream_results {cm.key}: stuck at continuation {continuation}: {unmoved} /results answers in a "
+                        "row did not move the stream past it. Stopping this stream for this sync; "
                         "the next sync tries again from there.",
                         Level.WARN,
                     )
                     return
+                self._stop.wait(STUCK_WAITS_SECONDS[min(unmoved, len(STUCK_WAITS_SECONDS)) - 1])
                 if not results:
                     continue
             if not results and not (more or body.get("num_filtered")):

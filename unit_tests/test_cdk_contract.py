@@ -124,3 +124,18 @@ def test_entrypoint_run_read_branch_is_what_commsmining_entrypoint_mirrors():
     for step in steps:
         assert step in source, step
     assert source.index("config_catalog = ") < source.index("self.read(source_spec")
+
+
+def test_entrypoint_run_is_the_version_commsmining_entrypoint_was_checked_against():
+    """Any change to AirbyteEntrypoint.run (even a step added where the test above does not look) fails here.
+
+    When it does: compare the CDK's new `run` with CommsminingEntrypoint.run's read branch, bring
+    ours in line, then put the new hash here.
+    """
+    import hashlib
+    import inspect
+
+    from airbyte_cdk.entrypoint import AirbyteEntrypoint
+
+    digest = hashlib.sha256(inspect.getsource(AirbyteEntrypoint.run).encode()).hexdigest()
+    assert digest == "b5d0edc048e7e051eabdfcfa865ab41c5c1bc3b8fc02d2f71c411530e5d9d018", digest

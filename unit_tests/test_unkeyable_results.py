@@ -53,9 +53,13 @@ def test_a_result_without_its_own_continuation_is_still_delivered_and_the_batch_
     assert [h.json() for h in advance.request_history] == [{"sequence_id": "b1"}]
 
 
-def test_a_server_that_ignores_the_advance_does_not_make_the_reader_loop():
+def test_a_server_that_ignores_the_advance_does_not_make_the_reader_loop(monkeypatch):
     """The same non-empty batch after every advance: delivered again a few times (at least once), then a warning."""
     from source_commsmining.results_reader import STUCK_CALLS
+
+    waits = []
+    monkeypatch.setattr("source_commsmining.results_reader.STUCK_WAITS_SECONDS", (0.01, 0.02, 0.03, 0.04))
+    monkeypatch.setattr("threading.Event.wait", lambda self, timeout=None: waits.append(timeout) or self.is_set())
 
     with requests_mock.Mocker() as m:
         m.get(stream_url(), json=batch([1, 2], "b1", True))
@@ -63,3 +67,4 @@ def test_a_server_that_ignores_the_advance_does_not_make_the_reader_loop():
         output = run_read(config(), catalog("stream_results"))
     assert len(output.records) == 2 * STUCK_CALLS and advance.call_count == STUCK_CALLS
     assert any("stuck at continuation b1" in log.log.message for log in output.logs)
+    assert waits == [0.01, 0.02, 0.03, 0.04]  # a growing pause before each repeat
