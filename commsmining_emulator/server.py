@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, unquote
 
 import orjson
 
-from .faults import Fault
+from .faults import RESULTS_KINDS, Fault
 from .world import ApiError, _parse_time_ms
 
 HTML_TEMPLATE = "<html><body><h1>%d %s</h1></body></html>"
@@ -218,7 +218,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
             elif k == "drop_after":
                 drop_after = True
-            elif k in ("stall", "omit_more_results"):
+            elif k in RESULTS_KINDS:
                 pass  # shapes the answer below, after the usual checks
             elif k == "html":
                 emu._record(method, self.path, fault.status, route)

@@ -153,8 +153,9 @@ class CmApi:
     def results(self, cm: CmStream, at_most: Optional[int] = None) -> Mapping[str, Any]:
         """The next batch; `at_most` lowers the configured `max_results` for this call (a record cap's last batch)."""
         call = self._call("results_requester", cm)
-        configured = int(call.params.get("max_results") or 32)
-        params = {"max_results": str(max(1, at_most))} if at_most is not None and at_most < configured else None
+        params = None
+        if at_most is not None and at_most < int(call.params.get("max_results") or 32):
+            params = {"max_results": str(max(1, at_most))}
         return decode(call.send(params=params), required=("results", "continuation"))
 
     def advance(self, cm: CmStream, continuation: str) -> None:

@@ -127,9 +127,10 @@ def build_records(body: Mapping[str, Any], project: str, dataset: str, stream: s
     records = []
     for index, result in enumerate(body["results"]):
         comment = result.get("comment") if result.__class__ is dict else None
-        if comment.__class__ is not dict or comment_uid(comment) is None:
+        record = build_record(result, project, dataset, stream, version) if comment.__class__ is dict else None
+        if record is None or record["uid"] is None:
             raise _unkeyable(result, index, body, f"{project}/{dataset}/{stream}")
-        records.append(build_record(result, project, dataset, stream, version))
+        records.append(record)
     return records
 
 

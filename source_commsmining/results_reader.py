@@ -194,8 +194,8 @@ class ResultsReader:
         first-come cap would let the streams read first (config order, `parallel_streams` at a
         time) fill it every sync and starve the others. So the cap is shared out instead: each
         round, every stream still open gets an equal share of what is left of the cap (rounded up),
-        and reads until its own records in the round reach it (checked before each batch, so it
-        stops at a batch boundary and may go over by less than one batch) or its end. What streams
+        and reads until its own records in the round reach it (its last call asks the API for only
+        what the share has left, so it stops at a batch boundary without going over) or its end. What streams
         that ended did not use is shared again among the others in the next round, until the cap
         is reached or every stream has ended. Each stream's share depends only on the cap and on
         what the streams returned, never on thread timing: the same data gives the same split.
@@ -304,8 +304,8 @@ class ResultsReader:
         (num_filtered 0) or leaves the continuation where it was. A missing `more_results` is
         unknown, not the end. An empty batch with a new continuation (all filtered out) is advanced
         past; batches that do not move the continuation (empty with `more_results: true`, or the
-        same batch again after an advance) stop the stream after STUCK_CALLS calls, with a warning
-        naming the continuation.
+        same batch again after an advance) are asked again after the STUCK_WAITS_SECONDS pauses and
+        stop the stream at the STUCK_CALLS-th, with a warning naming the continuation.
 
         A yielded _Batch must be delivered (its `delivered` set) before this generator is
         resumed; if it was not, the generator stops without advancing. When its `share` of the
@@ -315,7 +315,7 @@ class ResultsReader:
         if cursor:
             yield from self._resume(api, cm, cursor)
         last_continuation = cursor["continuation"] if cursor else None
-        unmoved = 0  # consecutive empty batches with more_results true that left the continuation where it was
+        unmoved = 0  # consecutive /results answers that left the continuation where it was
         while not self._stop.is_set():
             while share.left is not None and share.left <= 0:
                 yield _Paused(cm)

@@ -15,6 +15,11 @@ from unit_tests.conftest import catalog, config, stream_url
 TRIAGE = CmStream("acme", "collections", "triage")
 
 
+def _plain(filters):
+    """Response filters without the manifest parser's `$parameters` and the like."""
+    return [{k: v for k, v in f.items() if not k.startswith("$")} for f in filters]
+
+
 def _source(**overrides):
     cfg = config(**overrides)
     return SourceCommsmining(catalog=catalog("stream_results"), config=cfg, state=None), cfg
@@ -25,8 +30,7 @@ def test_the_advance_error_handler_is_the_shared_one_plus_a_400_handed_back():
     shared, advance = definitions["error_handler"], definitions["advance_requester"]["error_handler"]
     first, *rest = advance["response_filters"]
     assert (first["http_codes"], first["action"]) == ([400], "IGNORE")
-    strip = lambda filters: [{k: v for k, v in f.items() if not k.startswith("$")} for f in filters]  # noqa: E731
-    assert strip(rest) == strip(shared["response_filters"])  # lists are not merged by $ref: kept in step by hand
+    assert _plain(rest) == _plain(shared["response_filters"])  # lists are not merged by $ref: kept in step by hand
     assert {k: v for k, v in advance.items() if k != "response_filters"} == {
         k: v for k, v in shared.items() if k != "response_filters"
     }
@@ -85,8 +89,7 @@ def test_reset_keeps_the_shared_filters_and_a_404_names_what_to_check(no_sleep):
     shared, reset = definitions["error_handler"], definitions["reset_requester"]["error_handler"]
     first, *rest = reset["response_filters"]
     assert (first["http_codes"], first["action"]) == ([403], "IGNORE")
-    strip = lambda filters: [{k: v for k, v in f.items() if not k.startswith("$")} for f in filters]  # noqa: E731
-    assert strip(rest) == [f for f in strip(shared["response_filters"]) if f["http_codes"] != [403]]
+    assert _plain(rest) == [f for f in _plain(shared["response_filters"]) if f["http_codes"] != [403]]
     source, cfg = _source()
     with requests_mock.Mocker() as m:
         m.post(stream_url(action="reset"), status_code=404, json={"status": "error", "message": "no such stream"})
