@@ -18,38 +18,29 @@ import sys
 import textwrap
 import tokenize
 from functools import lru_cache
-from typing import Dict, List, Optional, Union
-
-_Scope = Union[ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef]
-
+from typing import Dict, Optional
 
 @lru_cache(maxsize=None)
-def _module_tree(filename: str) -> ast.Module:
+def _classes_in(filename: str) -> Dict[str, ast.ClassDef]:
+    """Every class in the file by qualified name; where a name repeats, the first one that
+    inspect.getsource would find (depth first, in source order). One parse and one walk per module."""
     with tokenize.open(filename) as source:  # honours the file's declared encoding, as inspect does
-        return ast.parse(source.read(), filename)
+        tree = ast.parse(source.read(), filename)
+    classes: Dict[str, ast.ClassDef] = {}
 
-
-def _find_class(tree: ast.Module, qualname: str) -> Optional[ast.ClassDef]:
-    """The first class whose qualified name is `qualname`, in the order inspect.getsource finds it."""
-    stack: List[str] = []
-
-    def visit(node: ast.AST) -> Optional[ast.ClassDef]:
+    def visit(node: ast.AST, prefix: str) -> None:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                stack.extend((child.name, "<locals>"))
-                found = visit(child)
-                del stack[-2:]
+                visit(child, f"{prefix}{child.name}.<locals>.")
             elif isinstance(child, ast.ClassDef):
-                stack.append(child.name)
-                found = child if ".".join(stack) == qualname else visit(child)
-                stack.pop()
-            else:
-                found = visit(child)
-            if found is not None:
-                return found
-        return None
+                qualname = prefix + child.name
+                classes.setdefault(qualname, child)
+                visit(child, qualname + ".")
+            elif isinstance(child, (ast.stmt, ast.ExceptHandler, ast.match_case)):
+                visit(child, prefix)  # classes sit only in statements, never inside expressions
 
-    return visit(tree)
+    visit(tree, "")
+    return classes
 
 
 def _class_node_fast(cls: type) -> Optional[ast.ClassDef]:
@@ -57,7 +48,7 @@ def _class_node_fast(cls: type) -> Optional[ast.ClassDef]:
     if not filename or not filename.endswith(".py"):
         return None
     try:
-        return _find_class(_module_tree(filename), cls.__qualname__)
+        return _classes_in(filename).get(cls.__qualname__)
     except (OSError, SyntaxError, UnicodeDecodeError):
         return None
 
