@@ -221,6 +221,35 @@ def compare(comments, latency_ms, repeats):
     }
 
 
+# ---------------------------------------------------------------------------- start-up floor
+CDK_FRAMEWORK = "airbyte_cdk.sources.declarative.concurrent_declarative_source"
+
+
+def startup_floor(repeats=5):
+    """Seconds the connector's Python spends importing, before it can do any work.
+
+    `connector_import_s` is `import source_commsmining.run` (the CDK's declarative framework with
+    quick_start's fix, and the connector's own modules); `cdk_framework_import_s` is the plain CDK
+    framework, as any declarative connector imports it. Timed inside the process (interpreter start
+    and exit are the reference's too), median of `repeats` runs.
+    """
+    python = os.path.join(os.path.dirname(CONNECTOR), "python")
+
+    def median_import(module):
+        code = "import time; t = time.perf_counter(); import %s; print(time.perf_counter() - t)" % module
+        runs = sorted(float(subprocess.run([python, "-c", code], check=True, capture_output=True, text=True).stdout)
+                      for _ in range(repeats))
+        return round(runs[len(runs) // 2], 3)
+
+    return {"connector_import_s": median_import("source_commsmining.run"),
+            "cdk_framework_import_s": median_import(CDK_FRAMEWORK), "cdk_framework_module": CDK_FRAMEWORK}
+
+
+def ceiling_ratio(reference_wall_s, import_s):
+    """The ratio of a reader that does exactly the reference's work after an import of `import_s`."""
+    return ratio(reference_wall_s, reference_wall_s + import_s)
+
+
 # ---------------------------------------------------------------------------- emulator capacity
 def _capacity_worker(args):
     url, token, stream, seconds, advance = args
@@ -345,6 +374,13 @@ def main(argv=None):
         log("== throughput, %d comments, %g ms per call, %d pairs" % (lat_n, args.latency_ms, repeats))
         results["throughput_latency"] = dict(compare(lat_n, args.latency_ms, repeats), goal=">= 0.95")
         results["throughput_latency"]["goal_met"] = bool((results["throughput_latency"]["ratio"] or 0) >= 0.95)
+        floor = startup_floor()
+        floor["ceiling_ratio"] = ceiling_ratio(results["throughput_latency"]["reference"]["wall_s"],
+                                               floor["connector_import_s"])
+        floor["note"] = ("ceiling_ratio: the best this connector could reach at this size if everything after its "
+                         "imports cost exactly what the reference's whole run costs")
+        results["throughput_latency"]["startup_floor"] = floor
+        log("  imports %.2fs -> ceiling ratio %s" % (floor["connector_import_s"], floor["ceiling_ratio"]))
         save()
 
     if "multi" in only:
@@ -393,6 +429,11 @@ def print_summary(r):
                              x["connector"]["records_per_s"], x["reference"]["records_per_s"], x["repeats"], x["ratio"],
                              x["ratio_after_first_record"], x["goal"], "OK" if x["goal_met"] else "MISSED",
                              x["pair_ratios"])))
+            if "startup_floor" in x:
+                f = x["startup_floor"]
+                rows.append(("  start-up floor", "imports take %.2f s (the plain CDK framework alone %.2f s): ceiling "
+                             "ratio %s at this size" % (f["connector_import_s"], f["cdk_framework_import_s"],
+                                                        f["ceiling_ratio"])))
     if "peak_rss" in r and "peak_rss_mb" in r["peak_rss"]:
         x = r["peak_rss"]
         rows.append(("peak RSS", ", ".join("%s: %.1f MB" % (k, v) for k, v in x["peak_rss_mb"].items())
