@@ -374,7 +374,7 @@ def main(argv=None):
         log("== throughput, %d comments, %g ms per call, %d pairs" % (lat_n, args.latency_ms, repeats))
         results["throughput_latency"] = dict(compare(lat_n, args.latency_ms, repeats), goal=">= 0.95")
         results["throughput_latency"]["goal_met"] = bool((results["throughput_latency"]["ratio"] or 0) >= 0.95)
-        floor = startup_floor()
+        floor = startup_floor(repeats=1 if q else 5)
         floor["ceiling_ratio"] = ceiling_ratio(results["throughput_latency"]["reference"]["wall_s"],
                                                floor["connector_import_s"])
         floor["note"] = ("ceiling_ratio: the best this connector could reach at this size if everything after its "

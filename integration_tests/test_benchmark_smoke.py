@@ -1,0 +1,38 @@
+"""`make bench` must keep working: a tiny latency section, end to end, checked for what it reports.
+
+Only the machinery is checked here (every record counted, the ratios and the start-up floor
+computed from the runs); the numbers themselves belong to benchmarks/results.json, never to a test.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+pytestmark = pytest.mark.e2e
+
+
+def test_latency_section_counts_every_record_and_reports_the_startup_floor(tmp_path):
+    output = tmp_path / "results.json"
+    subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick", "--only", "latency",
+         "--latency-comments", "96", "--latency-ms", "1", "--output", str(output)],
+        check=True, capture_output=True, timeout=300,
+    )
+    section = json.loads(output.read_text())["throughput_latency"]
+
+    for kind in ("reference", "connector"):
+        run = section[kind]
+        assert "error" not in run, run
+        assert (run["records"], run["returncode"]) == (96, 0)
+    assert section["connector"]["streams_fully_advanced"] is True
+    assert section["ratio"] == round(section["connector"]["records_per_s"] / section["reference"]["records_per_s"], 3)
+
+    floor = section["startup_floor"]
+    assert 0 < floor["connector_import_s"] < 30 and 0 < floor["cdk_framework_import_s"] < 30
+    reference_wall = section["reference"]["wall_s"]
+    assert floor["ceiling_ratio"] == round(reference_wall / (reference_wall + floor["connector_import_s"]), 3)
