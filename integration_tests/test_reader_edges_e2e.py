@@ -30,17 +30,52 @@ def _position(emu, cm):
 # ---------------------------------------------------------------- 1. a refused advance at resume
 
 
+def _trace(run):
+    traces = [m["trace"]["error"] for m in run.of_type("TRACE") if m["trace"]["type"] == "ERROR"]
+    return traces[-1] if traces else {}
+
+
+def _refusing_server_after_a_failed_commit(emu, cfg):
+    """Sync 1 reads everything; the destination commits only its third state (48 records); 20 comments arrive."""
+    first = run_connector("read", config=cfg, catalog=CATALOG)
+    assert first.returncode == 0, first.stderr[-2000:]
+    uploaded = emu.upload("acme", "inbox", 20)
+    return first, uploaded
+
+
 @pytest.mark.parametrize("why", ["no reset permission", "rewind off"])
-def test_a_refused_advance_to_an_older_state_warns_and_goes_on(why):
+def test_a_stream_that_cannot_be_moved_back_to_the_committed_state_fails_and_skips_nothing(why):
     with Emulator(seed=5, comments=200, scenario="default", backward_advance="refuse") as emu:
         extra = {"api_token": emu.add_token(permissions=NO_RESET)} if why == "no reset permission" else {"rewind_on_resume": False}
         cfg = connector_config(emu, max_results=16, **extra)
-        first = run_connector("read", config=cfg, catalog=CATALOG)
-        assert first.returncode == 0, first.stderr[-2000:]
-        uploaded = emu.upload("acme", "inbox", 20)
+        first, uploaded = _refusing_server_after_a_failed_commit(emu, cfg)
+        position = _position(emu, TRIAGE)
+
+        second = run_connector("read", config=cfg, catalog=CATALOG, state=[first.states[2]])
+        assert second.returncode != 0
+        error = _trace(second)
+        assert error["failure_type"] == "config_error"
+        assert "acme/collections/triage" in error["message"] and "HTTP 400" in error["message"]
+        assert "Modify streams" in error["message"] and "skip_uncommitted_on_refused_resume" in error["message"]
+        assert second.records == [] and _position(emu, TRIAGE) == position  # nothing read, nothing consumed
+
+        # The way back the message gives: a token that may reset, with rewind on.
+        recovered = run_connector("read", config=connector_config(emu, max_results=16), catalog=CATALOG,
+                                  state=[first.states[2]])
+        assert recovered.returncode == 0, _error(recovered) or recovered.stderr[-2000:]
+        assert set(first.uids()[48:]) | set(uploaded) <= set(recovered.uids())
+
+
+@pytest.mark.parametrize("why", ["no reset permission", "rewind off"])
+def test_skip_uncommitted_on_refused_resume_goes_on_from_the_current_position_with_a_warning(why):
+    with Emulator(seed=5, comments=200, scenario="default", backward_advance="refuse") as emu:
+        extra = {"api_token": emu.add_token(permissions=NO_RESET)} if why == "no reset permission" else {"rewind_on_resume": False}
+        cfg = connector_config(emu, max_results=16, skip_uncommitted_on_refused_resume=True, **extra)
+        first, uploaded = _refusing_server_after_a_failed_commit(emu, cfg)
         second = run_connector("read", config=cfg, catalog=CATALOG, state=[first.states[2]])
         assert second.returncode == 0, _error(second) or second.stderr[-2000:]
-        assert any("refused to advance to the state's continuation" in w and "HTTP 400" in w for w in _warnings(second))
+        assert any("refused to advance to the state's continuation" in w and "HTTP 400" in w
+                   and "are not delivered" in w for w in _warnings(second))
         assert second.uids() == uploaded  # went on from the stream's position
         assert [entry for entry in emu.stream_state("acme", "collections", "triage")["log"] if entry.get("outcome") == "refused"]
 

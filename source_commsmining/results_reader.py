@@ -119,6 +119,7 @@ class ResultsReader:
         parallel_streams: int = 4,
         max_records: Optional[int] = None,
         rewind_on_resume: bool = True,
+        skip_uncommitted_on_refused_resume: bool = False,
         flush: Optional[Callable[[], None]] = None,
         logger: Optional[logging.Logger] = None,
     ):
@@ -128,6 +129,7 @@ class ResultsReader:
         self._parallel = max(1, min(parallel_streams, len(streams) or 1))
         self._max_records = max_records
         self._rewind = rewind_on_resume
+        self._skip_uncommitted = skip_uncommitted_on_refused_resume
         self._flush = flush or (lambda: messages.flush_stdout())  # looked up per call: tests patch it
         self._logger = logger or logging.getLogger("airbyte")
         self._events: "queue.Queue[_Event]" = queue.Queue()
@@ -381,9 +383,13 @@ class ResultsReader:
         """Puts the server stream at the state's position, back or forward.
 
         Advancing to an older token is undocumented; a server may refuse it (400, which the manifest's
-        advance error handler hands back as BadResponse). That only warns: the stream goes on from
-        where it is, as the message says. Any other bad answer (a 2xx saying "error", a body that is
-        not JSON) fails the sync: going on from an unknown position could skip comments silently.
+        advance error handler hands back as BadResponse). After a reset that costs nothing (the stream
+        goes on from the watermark). Without one, a refusal means the stream is ahead of what the
+        destination committed and cannot be moved back: going on would skip the comments in between,
+        so the stream fails with a config_error saying how to recover them, unless the user chose to
+        skip them (`skip_uncommitted_on_refused_resume`). Any other bad answer (a 2xx saying "error",
+        a body that is not JSON) fails the sync: going on from an unknown position could skip
+        comments silently.
         """
         watermark = cursor.get("created_at")
         rewound = False
@@ -394,8 +400,7 @@ class ResultsReader:
                     _Log(
                         f"stream_results {cm.key}: the API token may not reset streams (403; it needs the 'Modify streams' "
                         "permission), so the stream cannot be moved back to the state the destination committed. Going on "
-                        "from the continuation only: if an earlier sync's records were not committed by the destination, "
-                        "they will not be read again.",
+                        "from the continuation only, which moves it back if the server accepts the older token.",
                         Level.WARN,
                     )
                 )
@@ -404,15 +409,37 @@ class ResultsReader:
         except BadResponse as error:
             if error.status_code != 400:
                 raise
-            yield (
-                _Log(
+            if rewound:
+                yield _Log(
                     f"stream_results {cm.key}: the API refused to advance to the state's continuation ({describe(error)}). "
-                    + (
-                        "Going on from the reset watermark; a few comments may be delivered again."
-                        if rewound
-                        else "Going on from the stream's current position; comments after the destination's last commit may be missing."
-                    ),
+                    "Going on from the reset watermark; a few comments may be delivered again.",
                     Level.WARN,
                 )
-            )
+            elif self._skip_uncommitted:
+                yield _Log(
+                    f"stream_results {cm.key}: the API refused to advance to the state's continuation ({describe(error)}). "
+                    "Going on from the stream's current position as skip_uncommitted_on_refused_resume asks: the "
+                    "comments after the destination's last commit are not delivered.",
+                    Level.WARN,
+                )
+            else:
+                raise self._refused_resume(cm, watermark, error) from error
+
+    def _refused_resume(self, cm: CmStream, watermark: Optional[str], error: BadResponse) -> AirbyteTracedException:
+        why = "rewind_on_resume is off" if not self._rewind else "the token may not reset streams (403)"
+        if self._rewind and not watermark:
+            why = "the state has no created_at watermark to reset to"
+        return AirbyteTracedException(
+            message=(
+                f"stream_results {cm.key}: the stream in Communications Mining is ahead of the state the destination "
+                f"committed, and it cannot be moved back: {why}, and the API refused to advance to the state's older "
+                f"continuation ({describe(error)}). Nothing was read from this stream, so nothing is skipped. To deliver "
+                "the comments after the committed state: give the token the 'Modify streams' permission and keep "
+                "rewind_on_resume on, or reset the stream in Communications Mining to "
+                f"{watermark or 'the time of the last committed comment'}. To skip them instead: set "
+                "skip_uncommitted_on_refused_resume to true."
+            ),
+            internal_message=error.internal_message or error.message,
+            failure_type=FailureType.config_error,
+        )
 

@@ -95,6 +95,7 @@ class SourceCommsmining(YamlDeclarativeSource):
                 parallel_streams=int(self._config.get("parallel_streams", 4)),
                 max_records=self._config.get("max_records_per_sync"),
                 rewind_on_resume=bool(self._config.get("rewind_on_resume", True)),
+                skip_uncommitted_on_refused_resume=bool(self._config.get("skip_uncommitted_on_refused_resume", False)),
                 logger=logger,
             )
             yield from reader.read()
