@@ -426,17 +426,27 @@ class ResultsReader:
                 raise self._refused_resume(cm, watermark, error) from error
 
     def _refused_resume(self, cm: CmStream, watermark: Optional[str], error: BadResponse) -> AirbyteTracedException:
-        why = "rewind_on_resume is off" if not self._rewind else "the token may not reset streams (403)"
-        if self._rewind and not watermark:
-            why = "the state has no created_at watermark to reset to"
+        """The config_error of a stream that cannot be put back where the destination committed, with the ways out that apply."""
+        if not watermark:
+            why = "the state has no created_at watermark to reset to (no comment of this stream was delivered yet)"
+            recover = "reset the stream in Communications Mining by hand to a time before the sync the destination did not commit"
+        elif not self._rewind:
+            why = "rewind_on_resume is off"
+            recover = (
+                "turn rewind_on_resume on (the token needs the 'Modify streams' permission), or reset the stream in "
+                f"Communications Mining by hand to {watermark}"
+            )
+        else:
+            why = "the token may not reset streams (403)"
+            recover = (
+                f"give the token the 'Modify streams' permission, or reset the stream in Communications Mining by hand to {watermark}"
+            )
         return AirbyteTracedException(
             message=(
                 f"stream_results {cm.key}: the stream in Communications Mining is ahead of the state the destination "
                 f"committed, and it cannot be moved back: {why}, and the API refused to advance to the state's older "
                 f"continuation ({describe(error)}). Nothing was read from this stream, so nothing is skipped. To deliver "
-                "the comments after the committed state: give the token the 'Modify streams' permission and keep "
-                "rewind_on_resume on, or reset the stream in Communications Mining to "
-                f"{watermark or 'the time of the last committed comment'}. To skip them instead: set "
+                f"the comments after the committed state: {recover}, then sync again. To skip them instead: set "
                 "skip_uncommitted_on_refused_resume to true."
             ),
             internal_message=error.internal_message or error.message,

@@ -118,3 +118,32 @@ def test_only_a_400_at_resume_is_a_refusal_any_other_bad_answer_fails_the_sync(a
         output = run_read(config(rewind_on_resume=False), catalog("stream_results"), state=state, expecting_exception=True)
     assert output.errors and results.call_count == 0 and output.records == []
     assert not any("refused to advance" in log.log.message for log in output.logs)
+
+
+@pytest.mark.parametrize(
+    "cursor, overrides, reset_status, says, does_not_say",
+    [
+        # No watermark: no reset is possible whatever the permissions, so only a reset by hand helps.
+        ({"continuation": "b7", "created_at": None}, {}, None, "no created_at watermark", "Modify streams"),
+        ({"continuation": "b7", "created_at": "2024-02-01T00:00:07Z"}, {"rewind_on_resume": False}, None,
+         "turn rewind_on_resume on", "no created_at watermark"),
+        ({"continuation": "b7", "created_at": "2024-02-01T00:00:07Z"}, {}, 403,
+         "give the token the 'Modify streams' permission", "turn rewind_on_resume on"),
+    ],
+)
+def test_a_refused_resume_without_a_reset_fails_with_the_ways_out_that_apply(cursor, overrides, reset_status, says, does_not_say):
+    from unit_tests.conftest import batch, results_state, run_read
+
+    state = results_state([{"partition": {"project": "acme", "dataset": "collections", "stream": "triage"}, "cursor": cursor}])
+    with requests_mock.Mocker() as m:
+        reset = m.post(stream_url(action="reset"), status_code=reset_status or 200, json={"status": "ok"})
+        m.post(stream_url(action="advance"), status_code=400, json={"status": "error", "message": "Invalid sequence_id"})
+        results = m.get(stream_url(), json=batch([8], "b8", False))
+        output = run_read(config(**overrides), catalog("stream_results"), state=state, expecting_exception=True)
+    error = output.errors[-1].trace.error
+    assert error.failure_type == FailureType.config_error
+    assert "acme/collections/triage" in error.message and "HTTP 400" in error.message and "Invalid sequence_id" in error.message
+    assert says in error.message and does_not_say not in error.message
+    assert "skip_uncommitted_on_refused_resume" in error.message
+    assert results.call_count == 0 and output.records == []  # nothing read from the stream
+    assert reset.call_count == (1 if reset_status else 0)
