@@ -109,6 +109,10 @@ class _Progress:
     logged_at: float = field(default_factory=time.monotonic)
 
 
+def _is_config_error(error: BaseException) -> bool:
+    return isinstance(error, AirbyteTracedException) and error.failure_type == FailureType.config_error
+
+
 class ResultsReader:
     def __init__(
         self,
@@ -179,14 +183,16 @@ class ResultsReader:
         self._flush()
         if errors:
             yield messages.status(AirbyteStreamStatus.INCOMPLETE)
-            first = errors[0]
-            if isinstance(first, AirbyteTracedException):
-                raise first
+            # Every failure was logged above; the sync's one error is a config_error if any stream had one
+            # (it says what the user must change; retrying will not help), else the first to arrive.
+            reported = next((e for e in errors if _is_config_error(e)), errors[0])
+            if isinstance(reported, AirbyteTracedException):
+                raise reported
             raise AirbyteTracedException(
-                message=f"stream_results failed: {describe(first)}",
-                internal_message=repr(first),
+                message=f"stream_results failed: {describe(reported)}",
+                internal_message=repr(reported),
                 failure_type=FailureType.system_error,
-            ) from first
+            ) from reported
         yield messages.status(AirbyteStreamStatus.COMPLETE)
 
     def _scheduled_events(self, cursors: Dict[str, Optional[Dict[str, Any]]]) -> Iterator[_Event]:

@@ -147,3 +147,23 @@ def test_a_refused_resume_without_a_reset_fails_with_the_ways_out_that_apply(cur
     assert "skip_uncommitted_on_refused_resume" in error.message
     assert results.call_count == 0 and output.records == []  # nothing read from the stream
     assert reset.call_count == (1 if reset_status else 0)
+
+
+def test_when_several_streams_fail_the_sync_error_is_the_config_error_whatever_came_first():
+    """Inline reading in config order: `urgent` fails first (a 2xx "error", a system error), then
+    `triage` cannot be moved back (a config_error). Both are logged; the trace must be the one the
+    user has to act on."""
+    from unit_tests.conftest import results_state, run_read
+
+    streams = [{"project": "acme", "dataset": "collections", "stream": name} for name in ("urgent", "triage")]
+    state = results_state([{"partition": streams[1], "cursor": {"continuation": "b7", "created_at": None}}])
+    with requests_mock.Mocker() as m:
+        m.get(stream_url(stream="urgent"), json={"status": "error", "message": "internal failure"})
+        m.post(stream_url(action="advance"), status_code=400, json={"status": "error", "message": "Invalid sequence_id"})
+        output = run_read(config(streams=streams, parallel_streams=1), catalog("stream_results"), state=state,
+                          expecting_exception=True)
+    failed = [log.log.message for log in output.logs if log.log.level.value == "ERROR" and " failed: " in log.log.message]
+    assert [message.split(" failed:")[0] for message in failed] == ["stream_results acme/collections/urgent",
+                                                                      "stream_results acme/collections/triage"]
+    error = output.errors[-1].trace.error
+    assert error.failure_type == FailureType.config_error and "acme/collections/triage" in error.message
