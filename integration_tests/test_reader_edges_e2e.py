@@ -14,9 +14,13 @@ def _warnings(run):
     return [m["log"]["message"] for m in run.of_type("LOG") if m["log"]["level"] == "WARN"]
 
 
-def _error(run):
+def _trace(run):
     traces = [m["trace"]["error"] for m in run.of_type("TRACE") if m["trace"]["type"] == "ERROR"]
-    return traces[-1]["message"] if traces else ""
+    return traces[-1] if traces else {}
+
+
+def _error(run):
+    return _trace(run).get("message", "")
 
 
 def _results_calls(emu):
@@ -28,11 +32,6 @@ def _position(emu, cm):
 
 
 # ---------------------------------------------------------------- 1. a refused advance at resume
-
-
-def _trace(run):
-    traces = [m["trace"]["error"] for m in run.of_type("TRACE") if m["trace"]["type"] == "ERROR"]
-    return traces[-1] if traces else {}
 
 
 def _refusing_server_after_a_failed_commit(emu, cfg):

@@ -20,6 +20,7 @@ import tokenize
 from functools import lru_cache
 from typing import Dict, Optional
 
+
 @lru_cache(maxsize=None)
 def _classes_in(filename: str) -> Dict[str, ast.ClassDef]:
     """Every class in the file by qualified name; where a name repeats, the first one that

@@ -415,21 +415,16 @@ class ResultsReader:
         except BadResponse as error:
             if error.status_code != 400:
                 raise
-            if rewound:
-                yield _Log(
-                    f"stream_results {cm.key}: the API refused to advance to the state's continuation ({describe(error)}). "
-                    "Going on from the reset watermark; a few comments may be delivered again.",
-                    Level.WARN,
-                )
-            elif self._skip_uncommitted:
-                yield _Log(
-                    f"stream_results {cm.key}: the API refused to advance to the state's continuation ({describe(error)}). "
-                    "Going on from the stream's current position as skip_uncommitted_on_refused_resume asks: the "
-                    "comments after the destination's last commit are not delivered.",
-                    Level.WARN,
-                )
-            else:
+            if not rewound and not self._skip_uncommitted:
                 raise self._refused_resume(cm, watermark, error) from error
+            refused = f"stream_results {cm.key}: the API refused to advance to the state's continuation ({describe(error)}). "
+            going_on = (
+                "Going on from the reset watermark; a few comments may be delivered again."
+                if rewound
+                else "Going on from the stream's current position as skip_uncommitted_on_refused_resume asks: the "
+                "comments after the destination's last commit are not delivered."
+            )
+            yield _Log(refused + going_on, Level.WARN)
 
     def _refused_resume(self, cm: CmStream, watermark: Optional[str], error: BadResponse) -> AirbyteTracedException:
         """The config_error of a stream that cannot be put back where the destination committed, with the ways out that apply."""

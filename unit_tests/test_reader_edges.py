@@ -10,7 +10,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from source_commsmining import SourceCommsmining
 from source_commsmining.api import CmStream
 from source_commsmining.envelope import BadResponse, decode
-from unit_tests.conftest import catalog, config, stream_url
+from unit_tests.conftest import batch, catalog, config, results_state, run_read, stream_url
 
 TRIAGE = CmStream("acme", "collections", "triage")
 
@@ -108,8 +108,6 @@ def test_reset_keeps_the_shared_filters_and_a_404_names_what_to_check(no_sleep):
 )
 def test_only_a_400_at_resume_is_a_refusal_any_other_bad_answer_fails_the_sync(answer):
     """Going on from an unknown position after a 2xx 'error' would skip comments without a word."""
-    from unit_tests.conftest import batch, results_state, run_read
-
     state = results_state([{"partition": {"project": "acme", "dataset": "collections", "stream": "triage"},
                             "cursor": {"continuation": "b7", "created_at": "2024-02-01T00:00:07Z"}}])
     with requests_mock.Mocker() as m:
@@ -132,8 +130,6 @@ def test_only_a_400_at_resume_is_a_refusal_any_other_bad_answer_fails_the_sync(a
     ],
 )
 def test_a_refused_resume_without_a_reset_fails_with_the_ways_out_that_apply(cursor, overrides, reset_status, says, does_not_say):
-    from unit_tests.conftest import batch, results_state, run_read
-
     state = results_state([{"partition": {"project": "acme", "dataset": "collections", "stream": "triage"}, "cursor": cursor}])
     with requests_mock.Mocker() as m:
         reset = m.post(stream_url(action="reset"), status_code=reset_status or 200, json={"status": "ok"})
@@ -153,8 +149,6 @@ def test_when_several_streams_fail_the_sync_error_is_the_config_error_whatever_c
     """Inline reading in config order: `urgent` fails first (a 2xx "error", a system error), then
     `triage` cannot be moved back (a config_error). Both are logged; the trace must be the one the
     user has to act on."""
-    from unit_tests.conftest import results_state, run_read
-
     streams = [{"project": "acme", "dataset": "collections", "stream": name} for name in ("urgent", "triage")]
     state = results_state([{"partition": streams[1], "cursor": {"continuation": "b7", "created_at": None}}])
     with requests_mock.Mocker() as m:
