@@ -19,6 +19,10 @@ MAIN_REQUIREMENTS = [
 TEST_REQUIREMENTS = [
     "pytest>=8",
     "requests-mock>=1.11",
+    # hypothesis-jsonschema 0.23.1 (the current release) breaks on hypothesis 6.100 and later.
+    "hypothesis>=6.80,<6.100",
+    "hypothesis-jsonschema==0.23.1",
+    "jsonschema>=4.18",
 ]
 
 setup(
