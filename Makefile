@@ -10,10 +10,12 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 
 .PHONY: install test unit integration chaos-large bench demo emulator docker-build clean
 
-$(STAMP): setup.py
+# The emulator is a distribution of its own (emulator/pyproject.toml): installed here for the tests,
+# the demo and the benchmarks, never by `pip install .` at the root.
+$(STAMP): setup.py emulator/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[tests,demo]'
+	$(PY) -m pip install --quiet -e '.[tests,demo]' -e ./emulator
 	touch $(STAMP)
 
 $(BENCH_STAMP): setup.py

@@ -1,6 +1,4 @@
-"""Packaging for source-commsmining and its Communications Mining API emulator."""
-
-from pathlib import Path
+"""Packaging for source-commsmining: the connector only (the API emulator is its own distribution in emulator/)."""
 
 from setuptools import find_packages, setup
 
@@ -8,8 +6,6 @@ from setuptools import find_packages, setup
 # (the declarative component factory, PrintBuffer flushing through sys.stdout, the
 # concurrent read loop of ConcurrentDeclarativeSource) that change between minors.
 # unit_tests/test_cdk_contract.py fails loudly when an upgrade breaks one of them.
-EMULATOR_SHIPPED = (Path(__file__).parent / "commsmining_emulator" / "cli.py").exists()
-
 MAIN_REQUIREMENTS = [
     "airbyte-cdk~=7.39.1",
     "orjson>=3.9",
@@ -30,7 +26,7 @@ setup(
     version="0.1.0",
     description="Airbyte source for UiPath Communications Mining (formerly Re:infer).",
     python_requires=">=3.10,<3.14",
-    packages=find_packages(include=["source_commsmining", "source_commsmining.*", "commsmining_emulator", "commsmining_emulator.*"]),
+    packages=find_packages(include=["source_commsmining", "source_commsmining.*"]),
     package_data={"source_commsmining": ["manifest.yaml", "schemas/*.json"]},
     install_requires=MAIN_REQUIREMENTS,
     extras_require={
@@ -38,8 +34,6 @@ setup(
         "demo": ["airbyte>=0.30", "duckdb>=1.0"],
     },
     entry_points={
-        "console_scripts": ["source-commsmining=source_commsmining.run:run"]
-        # The Docker image ships the connector only; a checkout also gets the emulator's script.
-        + (["commsmining-emulator=commsmining_emulator.cli:main"] if EMULATOR_SHIPPED else []),
+        "console_scripts": ["source-commsmining=source_commsmining.run:run"],
     },
 )

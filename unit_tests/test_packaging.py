@@ -226,7 +226,7 @@ def test_copied_files_exist_and_exclude_tests_and_the_emulator():
         path = ROOT / source
         assert path.exists(), f"the Dockerfile copies {source}, which does not exist in the repository"
         top = Path(source).parts[0]
-        assert top not in ("unit_tests", "integration_tests", "benchmarks", "commsmining_emulator", ".venv"), (
+        assert top not in ("unit_tests", "integration_tests", "benchmarks", "emulator", "commsmining_emulator", ".venv"), (
             f"the image must not contain {source}"
         )
 
