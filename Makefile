@@ -7,8 +7,13 @@ STAMP := $(VENV)/.installed
 # test and demo extras (PyAirbyte pulls in boto3, which requests-cache then imports at start-up).
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
+# Airbyte's connector QA checks (airbyte-internal-ops, ~860 MB with its dependencies): a venv of their
+# own, built only by `make qa`, never by `make test`. Pinned: the checks change between releases.
+QA_VENV := .venv-qa
+QA_STAMP := $(QA_VENV)/.installed
+AIRBYTE_INTERNAL_OPS := airbyte-internal-ops==0.132.0
 
-.PHONY: install test unit integration chaos-large bench demo emulator docker-build clean
+.PHONY: install test unit integration chaos-large bench demo emulator docker-build qa clean
 
 # The emulator is a distribution of its own (emulator/pyproject.toml): installed here for the tests,
 # the demo and the benchmarks, never by `pip install .` at the root.
@@ -23,6 +28,11 @@ $(BENCH_STAMP): setup.py
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(BENCH_VENV)/bin/python -m pip install --quiet -e .
 	touch $(BENCH_STAMP)
+
+$(QA_STAMP):
+	test -x $(QA_VENV)/bin/python || $(PYTHON) -m venv $(QA_VENV)
+	$(QA_VENV)/bin/python -m pip install --quiet '$(AIRBYTE_INTERNAL_OPS)'
+	touch $(QA_STAMP)
 
 install: $(STAMP)  ## create .venv and install the package with its test and demo extras
 
@@ -47,8 +57,11 @@ demo: $(STAMP)  ## start the emulator, check, sync sources + stream_results into
 emulator: $(STAMP)  ## run the emulator in the foreground on port 8077
 	$(VENV)/bin/commsmining-emulator --port 8077 --scenario demo
 
+qa: $(QA_STAMP)  ## Airbyte's connector QA checks, offline, on a temporary monorepo copy (qa/run_qa.py)
+	$(QA_VENV)/bin/python qa/run_qa.py
+
 docker-build:  ## needs a Docker engine
 	docker build -t airbyte/source-commsmining:dev .
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) *.egg-info .pytest_cache .demo
+	rm -rf $(VENV) $(BENCH_VENV) $(QA_VENV) *.egg-info .pytest_cache .demo
