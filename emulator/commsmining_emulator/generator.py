@@ -133,15 +133,60 @@ LABEL_INDEX = {n: i for i, (n, _, _) in enumerate(LABELS)}
 GENERAL_FIELDS = ["monetary-quantity", "date", "client-name", "MarginCallDateType"]
 
 
+def _hex_id(kind: str, name: str) -> str:
+    return "%016x" % str_salt("%s:%s" % (kind, name))
+
+
+def field_type_id(field_name: str) -> str:
+    return _hex_id("field-type", field_name)
+
+
+def moon_form(label: str, fields) -> list:
+    """A label's extraction fields in the API's `moon_form` shape (ids are stable hashes of the names)."""
+    out = []
+    for f in fields:
+        fid = _hex_id("field", "%s/%s" % (label, f))
+        out.append({"field_id": fid, "id": fid, "field_type_id": field_type_id(f), "name": f, "kind": "text",
+                    "instructions": ""})
+    return out
+
+
 def label_defs() -> list:
+    """LabelDef as the API serves it: no `description` (the text is in `instructions`)."""
     out = []
     for name, fields, desc in LABELS:
-        d = {"name": name, "description": desc, "instructions": desc, "external_id": None,
-             "pretrained": None, "moon_form": [{"name": f, "kind": "text", "instructions": ""} for f in fields]}
+        d = {"name": name, "instructions": desc, "external_id": None, "pretrained": None, "trainable": True,
+             "moon_form": moon_form(name, fields), "_flags": []}
         if " > " not in name:
             d["title"] = name
         out.append(d)
     return out
+
+
+def general_field_defs() -> list:
+    return [{"field_id": _hex_id("general-field", n), "field_type_id": field_type_id(n), "field_type_name": n,
+             "api_name": n, "title": n.replace("-", " ").title()} for n in GENERAL_FIELDS]
+
+
+def entity_defs() -> list:
+    return [{"id": _hex_id("entity", n), "color": int(str_salt(n) % 16), "name": n, "title": n, "inherits_from": [],
+             "trainable": True, "_entity_def_flags": [], "instructions": None} for n in GENERAL_FIELDS]
+
+
+def model_definition() -> dict:
+    """The /results body's top-level `model` (`UserModel`): the taxonomy a prediction refers to, no version."""
+    labels = [{"name": name, "instructions": desc,
+               "fields": [{k: f[k] for k in ("field_id", "field_type_id", "name", "instructions")}
+                          for f in moon_form(name, fields)]}
+              for name, fields, desc in LABELS]
+    general = [{"field_id": d["field_id"], "field_type_id": d["field_type_id"], "name": d["api_name"], "instructions": None}
+               for d in general_field_defs()]
+    names = sorted({f for _, fields, _ in LABELS for f in fields} | set(GENERAL_FIELDS))
+    field_types = [{"field_type_id": field_type_id(n), "name": n, "instructions": None,
+                    "data_type": {"kind": "number" if n in ("Amount", "Claim amount", "monetary-quantity") else None}}
+                   for n in names]
+    return {"definition": {"taxonomies": [{"name": "default", "instructions": "", "labels": labels,
+                                           "general_fields": general, "field_types": field_types}]}}
 
 
 def default_label_thresholds(version: int) -> list:
@@ -170,9 +215,23 @@ def _field_value(name: str, r: random.Random) -> str:
     return "2024-%02d-%02d 00:00 UTC" % (r.randrange(1, 13), r.randrange(1, 29))
 
 
+def _spans(r: random.Random, n: int = 1) -> list:
+    out = []
+    for _ in range(n):
+        start = int(r.random() * 400)
+        out.append({"content_part": ("body", "body", "subject", "signature")[int(r.random() * 4)], "message_index": 0,
+                    "utf16_byte_start": start, "utf16_byte_end": start + 2 + int(r.random() * 40)})
+    return out
+
+
 def make_prediction(comment_id: str, version: int, thresholds: dict) -> dict:
-    """Prediction in the /results shape. thresholds: {"Parent > Child": float}."""
+    """Prediction in the /results shape (`StreamCommentPrediction`). thresholds: {"Parent > Child": float}.
+
+    `r` draws what earlier releases drew, in the same order (values stay stable across releases);
+    `s` draws what the real API added to them: text spans, scores, general fields' confidence.
+    """
     r = random.Random(mix64(int(comment_id, 16), version, 77))
+    s = random.Random(mix64(int(comment_id, 16), version, 78))
     chosen = sorted(set(r.sample(LEAVES, r.randrange(0, 4))))
     names = []
     for li in chosen:
@@ -197,22 +256,27 @@ def make_prediction(comment_id: str, version: int, thresholds: dict) -> dict:
         ev = r.random()
         fields = []
         for f in LABELS[LABEL_INDEX[name]][1]:
-            fields.append({"name": f, "value": None if r.random() < 0.25 else {"formatted": _field_value(f, r)}})
+            value = None if r.random() < 0.25 else {"formatted": _field_value(f, r)}
+            fields.append({"name": f, "value": value, "text_spans": _spans(s) if value else []})
         labels.append({"name": name, "occurrence_confidence": {"value": v, "thresholds": th},
                        "extraction_confidence": {"value": ev, "thresholds": ["stream"] if ev >= 0.5 else []},
                        "fields": fields})
     general = []
     if r.random() < 0.5:
         general.append({"name": "monetary-quantity", "value": {"formatted": "%s %s" % (_field_value("Amount", r), r.choice(CURRENCIES))},
-                        "confidence": {"value": r.random(), "thresholds": []},
+                        "confidence": r.random(),
                         "text_spans": [{"content_part": "body", "message_index": 0, "utf16_byte_start": 0, "utf16_byte_end": 12}]})
     if r.random() < 0.3:
-        general.append({"name": "MarginCallDateType", "value": {"formatted": _field_value("date", r)}})
+        general.append({"name": "MarginCallDateType", "value": {"formatted": _field_value("date", r)},
+                        "confidence": None if s.random() < 0.2 else round(0.3 + 0.7 * s.random(), 4), "text_spans": _spans(s)})
     if r.random() < 0.3:
-        general.append({"name": "client-name", "value": {"formatted": r.choice(CLIENTS)}})
+        general.append({"name": "client-name", "value": {"formatted": r.choice(CLIENTS)},
+                        "confidence": round(s.random(), 4), "text_spans": _spans(s, 2)})
     if r.random() < 0.1:
-        general.append({"name": "date", "value": None, "confidence": None})
-    return {"taxonomies": [{"name": "default", "labels": labels, "general_fields": general}]}
+        general.append({"name": "date", "value": None, "confidence": None, "text_spans": []})
+    scores = [] if s.random() < 0.1 else [{"name": "tone", "value": round(s.random() * 2 - 1, 4)},
+                                          {"name": "quality_of_service", "value": round(s.random() * 5, 4)}]
+    return {"taxonomies": [{"name": "default", "labels": labels, "general_fields": general}], "scores": scores}
 
 
 def legacy_labels(prediction: dict | None) -> tuple[list, list]:
@@ -335,4 +399,21 @@ def make_comment(key: int, source_id: str, local_k: int, created_ms: int, ts_ms:
     }
     if rnd() < 0.15:
         c["x_future_field"] = {"kind": "preview", "score": round(rnd(), 3), "tags": ["alpha", "β"]}
+    # drawn last, so that every value above stays what earlier releases generated
+    up = c["user_properties"]
+    up["boolean:Escalated"] = rnd() < 0.12
+    if rnd() < 0.3:
+        up["boolean:Auto Reply"] = False
     return c
+
+
+def updated_comment(c: dict, modified_ms: int, text: str | None = None) -> dict:
+    """A re-upload of `c`: same uid, id, timestamp and created_at; new last_modified and body text."""
+    new = dict(c)
+    msgs = [dict(m) for m in c["messages"]]
+    body = dict(msgs[0]["body"])
+    body["text"] = text if text is not None else body["text"] + "\n\n[Edited: the amounts above were corrected.]"
+    msgs[0]["body"] = body
+    new["messages"] = msgs
+    new["last_modified"] = fmt_ms(modified_ms)
+    return new

@@ -8,6 +8,13 @@ exactly the same objects as the API.
 A dataset's queue = generated comments 0..n_gen-1 (computed from the index, never stored)
 followed by uploaded comments (stored). Positions are queue indexes; a stream's position is
 the index of the next comment it will return.
+
+What the real API does and a tidy generator would not (all pure functions of the queue index):
+every LATE_EVERY-th generated comment was uploaded late (its `timestamp` is days or years before
+its `created_at`), and every REUPLOAD_EVERY-th queue entry is a re-upload of the comment
+REUPLOAD_BACK entries earlier (same uid, new `last_modified`, changed text), which a stream serves
+again and the export serves in place of the old version. A SourceView dataset holds a source that
+another dataset holds too, so one comment is in several datasets' streams.
 """
 
 from __future__ import annotations
@@ -26,6 +33,30 @@ ALL_PERMISSIONS = ["View sources", "View labels", "Consume streams", "Modify str
 DEFAULT_TOKEN = "emulator-token"
 DEFAULT_MODEL_VERSION = 3
 SAME_CREATED_EVERY = 50  # every 50th generated comment shares created_at with its predecessor
+LATE_EVERY, LATE_AT = 97, 41  # queue index i with i % 97 == 41: sent long before it was uploaded
+REUPLOAD_EVERY, REUPLOAD_AT, REUPLOAD_BACK = 101, 57, 55  # i % 101 == 57 (i >= 110): re-upload of i - 55
+DAY_MS = 86_400_000
+
+
+def is_late(i: int) -> bool:
+    return i % LATE_EVERY == LATE_AT
+
+
+def is_reupload(i: int) -> bool:
+    return i >= 2 * REUPLOAD_BACK and i % REUPLOAD_EVERY == REUPLOAD_AT
+
+
+def original_of(i: int) -> int:
+    """The queue index of the comment that entry i is a version of (i itself unless a re-upload)."""
+    return i - REUPLOAD_BACK if is_reupload(i) else i
+
+
+def lateness_ms(key: int) -> int:
+    """How long before its upload a late comment was sent: days for most, years for some."""
+    h = g.mix64(key, 0x1A7E)
+    if h % 4 == 0:
+        return (1 + (h >> 8) % 7) * 365 * DAY_MS
+    return (1 + (h >> 8) % 30) * DAY_MS + (h >> 16) % DAY_MS
 
 
 class ApiError(Exception):
@@ -70,8 +101,9 @@ class Source:
         self.slot = 0
         self.offsets = []  # offsets within the dataset's period that belong to this source
         self.rank = {}
-        self.uploaded = []  # list of (ts_ms, comment)
-        self.uploaded_ts = []
+        self.uploaded = []  # list of (ts_ms, created_ms, comment), in upload order
+        self.updates = {}  # uid -> latest version, for comments re-uploaded at run time
+        self._export_memo = None  # (n_gen, len(uploaded), [(ts_ms, kind, index)]) of the out-of-order part
 
     def to_json(self):
         ts = g.fmt_ms(self.created_ms)
@@ -91,17 +123,50 @@ class Source:
         per = len(self.offsets)
         return (k // per) * len(self.dataset.pattern) + self.offsets[k % per]
 
-    def ts_at(self, k: int) -> int:
-        n = self.n_gen()
-        if k < n:
-            return self.dataset.ts_ms(self.queue_index(k))
-        return self.uploaded[k - n][0]
+    def regular(self, k: int) -> bool:
+        """Generated local comment k is exported in local order (neither late nor a re-upload entry)."""
+        i = self.queue_index(k)
+        return not (is_late(i) or is_reupload(i))
 
-    def comment_at(self, k: int) -> dict:
+    def gen_ts(self, k: int) -> int:
+        return self.dataset.ts_ms(self.queue_index(k))
+
+    def gen_latest(self, k: int) -> dict:
+        """Generated local comment k as the export serves it: its latest version."""
+        ds = self.dataset
+        i = self.queue_index(k)
+        j = i + REUPLOAD_BACK
+        c = ds.comment(j) if j < ds.n_gen and is_reupload(j) else ds.comment(i)
+        return self.updates.get(c["uid"], c)
+
+    def out_of_order(self) -> list:
+        """Late generated comments and every uploaded one, ordered by timestamp: (ts, kind, index)."""
         n = self.n_gen()
-        if k < n:
-            return self.dataset.comment(self.queue_index(k))
-        return self.uploaded[k - n][1]
+        memo = self._export_memo
+        if memo is not None and memo[0] == n and memo[1] == len(self.uploaded):
+            return memo[2]
+        items = []
+        ds = self.dataset
+        i = LATE_AT
+        while i < ds.n_gen:
+            if ds.sources[ds.pattern[i % len(ds.pattern)]] is self and not is_reupload(i):
+                items.append((ds.ts_ms(i), 0, self.local_index(i)))
+            i += LATE_EVERY
+        for u, (ts, _, _) in enumerate(self.uploaded):
+            items.append((ts, 1, u))
+        items.sort()
+        self._export_memo = (n, len(self.uploaded), items)
+        return items
+
+    def local_index(self, i: int) -> int:
+        period = len(self.dataset.pattern)
+        return (i // period) * len(self.offsets) + self.offsets.index(i % period)
+
+    def item_comment(self, kind: int, index: int) -> dict:
+        if kind == 0:
+            return self.gen_latest(index)
+        c = self.uploaded[index][2]
+        return self.updates.get(c["uid"], c)
 
     def total(self) -> int:
         return self.n_gen() + len(self.uploaded)
@@ -139,10 +204,13 @@ class Dataset:
                 "description": self.description, "created": g.fmt_ms(self.created_ms),
                 "last_modified": g.fmt_ms(self.created_ms), "source_ids": [s.id for s in self.sources],
                 "has_sentiment": False, "model_family": "english", "limited_access": False,
-                "label_defs": g.label_defs(), "label_groups": [{"name": "default", "label_defs": g.label_defs()}],
-                "entity_defs": [{"name": n, "title": n, "kind": n, "inherits_from": []} for n in g.GENERAL_FIELDS],
-                "general_fields": [{"api_name": n, "field_type_id": "%08x" % (g.str_salt(n) & 0xFFFFFFFF)} for n in g.GENERAL_FIELDS],
-                "_kind": "dataset"}
+                "label_defs": g.label_defs(),
+                "label_groups": [{"name": "default", "label_defs": g.label_defs(), "label_collection_name": None,
+                                  "trainable": True, "hidden": False, "instructions": ""}],
+                "entity_defs": g.entity_defs(), "general_fields": g.general_field_defs(),
+                "_label_properties": ["0000000000000001"], "_timezone": "Europe/London",
+                "_preferred_locales": {"default": "en-GB", "preferences": [{"language": "en", "locale": "en-GB"}]},
+                "_dataset_flags": [], "_model_config": {}, "readonly": False}
 
     def total(self) -> int:
         return self.n_gen + len(self.uploaded)
@@ -154,25 +222,39 @@ class Dataset:
         return self.uploaded[i - self.n_gen][0]
 
     def ts_ms(self, i: int) -> int:
-        return self.created_at_ms(i) - 1_800_000
+        """A generated comment's `timestamp` (when it was sent): 30 min before its upload, or long before."""
+        i = original_of(i)
+        created = self.created_at_ms(i)
+        if is_late(i):
+            return created - lateness_ms(self.comment_key(i))
+        return created - 1_800_000
 
     def comment_key(self, i: int) -> int:
         return g.mix64(self.salt, i)
 
     def priority(self, i: int) -> str:
         if i < self.n_gen:
-            return g.priority_of(self.comment_key(i))
+            return g.priority_of(self.comment_key(original_of(i)))
         return self.uploaded[i - self.n_gen][1]["user_properties"].get("string:Priority")
 
     def comment(self, i: int) -> dict:
         if i >= self.n_gen:
             return self.uploaded[i - self.n_gen][1]
+        if is_reupload(i):
+            return g.updated_comment(self.comment(original_of(i)), self.created_at_ms(i))
         period = len(self.pattern)
         src = self.sources[self.pattern[i % period]]
         k = (i // period) * len(src.offsets) + src.offsets.index(i % period)
         key = self.comment_key(i)
         created = self.created_at_ms(i)
-        return g.make_comment(key, src.id, k, created, created - 1_800_000, g.priority_of(key))
+        return g.make_comment(key, src.id, k, created, self.ts_ms(i), g.priority_of(key))
+
+    def uid_at(self, i: int) -> str:
+        if i >= self.n_gen:
+            return self.uploaded[i - self.n_gen][1]["uid"]
+        i = original_of(i)
+        src = self.sources[self.pattern[i % len(self.pattern)]]
+        return "%s.%016x" % (src.id, g.mix64(self.comment_key(i), 1))
 
     def first_index_created_at_or_after(self, t_ms: int) -> int:
         lo, hi = 0, self.total()
@@ -183,6 +265,59 @@ class Dataset:
             else:
                 hi = mid
         return lo
+
+
+class SourceView(Dataset):
+    """A dataset over a source that another dataset (its home) generates: same comments, same uids.
+
+    Its queue is the source's entries of the home queue, in the same order, then what is uploaded
+    to the source later (World.upload and World.reupload append to every dataset holding it).
+    """
+
+    def __init__(self, world, project, name, did_int, source, created_ms, title, description):
+        self.world = world
+        self.project = project
+        self.name = name
+        self.int_id = did_int
+        self.id = "%016x" % did_int
+        self.sources = [source]
+        self.source = source
+        self.created_ms = created_ms
+        self.title = title
+        self.description = description
+        self.salt = g.mix64(world.seed, did_int)
+        self.uploaded = []
+        self.streams = {}
+
+    @property
+    def n_gen(self) -> int:
+        return self.source.n_gen()
+
+    def _home(self, i: int) -> int:
+        return self.source.queue_index(i)
+
+    def created_at_ms(self, i: int) -> int:
+        if i < self.n_gen:
+            return self.source.dataset.created_at_ms(self._home(i))
+        return self.uploaded[i - self.n_gen][0]
+
+    def ts_ms(self, i: int) -> int:
+        return self.source.dataset.ts_ms(self._home(i))
+
+    def priority(self, i: int) -> str:
+        if i < self.n_gen:
+            return self.source.dataset.priority(self._home(i))
+        return self.uploaded[i - self.n_gen][1]["user_properties"].get("string:Priority")
+
+    def comment(self, i: int) -> dict:
+        if i < self.n_gen:
+            return self.source.dataset.comment(self._home(i))
+        return self.uploaded[i - self.n_gen][1]
+
+    def uid_at(self, i: int) -> str:
+        if i < self.n_gen:
+            return self.source.dataset.uid_at(self._home(i))
+        return self.uploaded[i - self.n_gen][1]["uid"]
 
 
 class Stream:
@@ -321,6 +456,12 @@ class World:
         self._add_stream(ds, "raw", None, None, 0, t0, "Raw", "All comments, no model.")
         self._add_stream(ds, "urgent-only", default_model(), URGENT_FILTER, 0, t0, "Urgent only", "Priority = Urgent.")
         self._add_stream(gds, "claims", default_model(2), None, 0, t0, "Claims", "Globex claims stream.")
+        # the support mailbox is in a second dataset: its comments are in both datasets' streams
+        desk = SourceView(self, "acme", "support-desk", g.mix64(self.seed, g.str_salt("dataset:acme/support-desk")),
+                          support, base - 86_400_000 * 20, "Support desk", "The support mailbox on its own.")
+        self.datasets[("acme", "support-desk")] = desk
+        self._add_stream(desk, "escalations", default_model(4), None, 0, t0, "Escalations",
+                         "Every support e-mail, under the support team's model.")
 
     def _add_stream(self, ds, name, model, comment_filter, position, created_ms, title="", description=""):
         st = Stream(self, ds, name, model, comment_filter, position, created_ms, title, description)
@@ -400,21 +541,21 @@ class World:
             raise ApiError(400, "Invalid sequence_id")
         return index
 
-    def encode_export(self, src: Source, k: int) -> str:
-        payload = b"X" + struct.pack(">QQ", src.int_id, k)
+    def encode_export(self, src: Source, pos) -> str:
+        payload = b"X" + struct.pack(">QQQ", src.int_id, pos[0], pos[1])
         return base64.urlsafe_b64encode(payload + self._mac(payload)).decode("ascii").rstrip("=")
 
-    def decode_export(self, src: Source, token: str) -> int:
+    def decode_export(self, src: Source, token: str):
         try:
             raw = base64.urlsafe_b64decode(token.encode("ascii") + b"=" * (-len(token) % 4))
-            if len(raw) != 25 or raw[:1] != b"X" or self._mac(raw[:17]) != raw[17:]:
+            if len(raw) != 33 or raw[:1] != b"X" or self._mac(raw[:25]) != raw[25:]:
                 raise ValueError
-            sid, k = struct.unpack(">QQ", raw[1:17])
+            sid, k, o = struct.unpack(">QQQ", raw[1:25])
         except Exception:
             raise ApiError(400, "Invalid continuation") from None
         if sid != src.int_id:
             raise ApiError(400, "Invalid continuation")
-        return k
+        return k, o
 
     # ------------------------------------------------------------------ stream operations
     def _scan(self, st: Stream, max_results: int, max_filtered):
@@ -447,8 +588,12 @@ class World:
         with self.lock:
             for i in idxs:
                 st.mark_served(i)
-        return {"status": "ok", "results": out, "num_filtered": filtered, "more_results": end < total,
+        body = {"status": "ok", "results": out, "num_filtered": filtered, "more_results": end < total,
                 "continuation": self.encode_seq(st, end)}
+        if model and ds.project == "acme":
+            # the real API may add the model's taxonomy (never its version) to a /results body
+            body["model"] = g.model_definition()
+        return body
 
     def fetch(self, st: Stream, size: int, max_filtered) -> dict:
         start, idxs, filtered, end, total = self._scan(st, size, max_filtered)
@@ -502,7 +647,12 @@ class World:
             return idx
 
     # ------------------------------------------------------------------ test controls
-    def upload(self, project, source_name, n) -> list:
+    def upload(self, project, source_name, n, timestamp_ms=None, days_back=None) -> list:
+        """Upload n new comments; each dataset holding the source appends them to its queue.
+
+        Their `created_at` is after every comment so far. `timestamp` (when it was sent) is 30 min
+        before that, or `timestamp_ms`, or `days_back` days before the `created_at` (a late upload).
+        """
         src = self.source(project, source_name)
         uids = []
         with self.lock:
@@ -510,14 +660,52 @@ class World:
             for _ in range(int(n)):
                 last = max([d.created_at_ms(d.total() - 1) for d in datasets if d.total()] + [0])
                 created = last + 1000
+                if timestamp_ms is not None:
+                    ts = int(timestamp_ms)
+                elif days_back is not None:
+                    ts = created - int(float(days_back) * DAY_MS)
+                else:
+                    ts = created - 1_800_000
                 k = src.total()
                 key = g.mix64(self.seed, src.int_id, k, 0xA11)
-                c = g.make_comment(key, src.id, k, created, created - 1_800_000, g.priority_of(key))
-                src.uploaded.append((created - 1_800_000, c))
+                c = g.make_comment(key, src.id, k, created, ts, g.priority_of(key))
+                src.uploaded.append((ts, created, c))
                 for d in datasets:
                     d.uploaded.append((created, c))
                 uids.append(c["uid"])
         return uids
+
+    def find_comment(self, src: Source, uid: str) -> dict:
+        """The latest version of a comment of `src` by uid (a scan: for tests, not for 1M comments)."""
+        if uid in src.updates:
+            return src.updates[uid]
+        for _, _, c in src.uploaded:
+            if c["uid"] == uid:
+                return c
+        ds = src.dataset
+        for k in range(src.n_gen()):
+            i = src.queue_index(k)
+            if not is_reupload(i) and ds.uid_at(i) == uid:
+                return src.gen_latest(k)
+        raise ApiError(404, "Comment '%s' not found in source '%s/%s'" % (uid, src.project, src.name))
+
+    def reupload(self, project, source_name, uid, text=None) -> dict:
+        """Upload an existing comment again with changed text: same uid, new `last_modified`.
+
+        Every stream over a dataset holding the source serves it again (a new queue entry, after
+        every comment so far); the export serves the new version in the old one's place.
+        """
+        src = self.source(project, source_name)
+        with self.lock:
+            datasets = [d for d in self.datasets.values() if src in d.sources]
+            old = self.find_comment(src, uid)
+            last = max([d.created_at_ms(d.total() - 1) for d in datasets if d.total()] + [0])
+            created = last + 1000
+            new = g.updated_comment(old, created, text)
+            src.updates[uid] = new
+            for d in datasets:
+                d.uploaded.append((created, new))
+        return new
 
     def create_stream(self, project, dataset, name, model=True, comment_filter=None, at="end", title="", description=""):
         ds = self.dataset(project, dataset)
@@ -558,11 +746,7 @@ class World:
         return count
 
     def uid_of(self, ds: Dataset, i: int) -> str:
-        if i >= ds.n_gen:
-            return ds.uploaded[i - ds.n_gen][1]["uid"]
-        period = len(ds.pattern)
-        src = ds.sources[ds.pattern[i % period]]
-        return "%s.%016x" % (src.id, g.mix64(ds.comment_key(i), 1))
+        return ds.uid_at(i)
 
     def served_indexes(self, st: Stream):
         with self.lock:
@@ -585,28 +769,60 @@ class World:
 
     # ------------------------------------------------------------------ comment export
     def export(self, src: Source, from_ts, to_ts, after, limit) -> dict:
-        total = src.total()
+        """One page of a source's comments in `timestamp` order, as the export serves them.
+
+        Two sorted runs are merged: generated comments in local order (their timestamps never
+        decrease) and the out-of-order rest (late and uploaded ones, sorted once). A position is
+        (next local index, next out-of-order index); the continuation carries both.
+        """
+        n = src.n_gen()
+        late = src.out_of_order()
+
+        def next_regular(k):
+            while k < n and not src.regular(k):
+                k += 1
+            return k
+
         if after:
-            k = self.decode_export(src, after)
+            k, o = self.decode_export(src, after)
         elif from_ts is not None:
-            lo, hi = 0, total
+            # ts of the next regular comment from k on never decreases with k: bisect on it
+            lo, hi = 0, n
             while lo < hi:
                 mid = (lo + hi) // 2
-                if src.ts_at(mid) < from_ts:
+                r = next_regular(mid)
+                if r < n and src.gen_ts(r) < from_ts:
                     lo = mid + 1
                 else:
                     hi = mid
             k = lo
+            lo, hi = 0, len(late)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if late[mid][0] < from_ts:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            o = lo
         else:
-            k = 0
+            k, o = 0, 0
         out = []
-        while k < total and len(out) < limit:
-            if to_ts is not None and src.ts_at(k) > to_ts:
-                k = total
+        while True:
+            k = next_regular(k)
+            ts_k = src.gen_ts(k) if k < n else None
+            ts_o = late[o][0] if o < len(late) else None
+            if ts_k is None and ts_o is None:
                 break
-            out.append(src.comment_at(k))
-            k += 1
-        cont = None
-        if k < total and not (to_ts is not None and src.ts_at(k) > to_ts):
-            cont = self.encode_export(src, k)
-        return {"status": "ok", "comments": out, "continuation": cont}
+            take_regular = ts_o is None or (ts_k is not None and ts_k <= ts_o)
+            ts = ts_k if take_regular else ts_o
+            if to_ts is not None and ts > to_ts:
+                break
+            if len(out) >= limit:
+                return {"status": "ok", "comments": out, "continuation": self.encode_export(src, (k, o))}
+            if take_regular:
+                out.append(src.gen_latest(k))
+                k += 1
+            else:
+                out.append(src.item_comment(late[o][1], late[o][2]))
+                o += 1
+        return {"status": "ok", "comments": out, "continuation": None}
