@@ -31,7 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from airbyte_cdk.models import AirbyteMessage, AirbyteStreamStatus, FailureType, Level
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
@@ -40,7 +40,7 @@ from source_commsmining import messages
 from source_commsmining.api import CmApi, CmStream
 from source_commsmining.envelope import BadResponse
 from source_commsmining.errors import describe
-from source_commsmining.records import build_records
+from source_commsmining.records import build_records, describe_problems
 from source_commsmining.state import ResultsState, latest_created_at
 
 PROGRESS_INTERVAL_SECONDS = 10.0
@@ -51,6 +51,7 @@ PROGRESS_INTERVAL_SECONDS = 10.0
 STUCK_CALLS = 5
 STUCK_WAITS_SECONDS = (0.25, 0.5, 1.0, 2.0)
 _ACK_POLL_SECONDS = 0.2
+_UNREAD = object()  # a stream's model version before its definition was read
 
 
 @dataclass
@@ -143,6 +144,8 @@ class ResultsReader:
     # ------------------------------------------------------------------ main thread
     def read(self) -> Iterator[AirbyteMessage]:
         yield messages.status(AirbyteStreamStatus.STARTED)
+        for warning in self._state.warnings:
+            yield messages.log(warning, Level.WARN)
         if not self._streams:
             yield messages.log("stream_results: no Communications Mining streams are configured (`streams` is empty).")
             yield messages.state(self._state.as_dict())
@@ -320,6 +323,7 @@ class ResultsReader:
         cap is used up it yields _Paused (after the last advance) until given a new share or closed.
         """
         api = self._api_factory()
+        model_version: Any = _UNREAD
         if cursor:
             yield from self._resume(api, cm, cursor)
         last_continuation = cursor["continuation"] if cursor else None
@@ -359,8 +363,16 @@ class ResultsReader:
                     continue
             if not results and not (more or body.get("num_filtered")):
                 return  # an empty batch that skips nothing: the end of the stream
-            records = build_records(body, cm.project, cm.dataset, cm.stream)
-            batch = _Batch(cm, records, continuation, latest_created_at(records))
+            if model_version is _UNREAD and any(r.get("prediction") is not None for r in results if r.__class__ is dict):
+                model_version = yield from self._model_version(api, cm)
+            problems: List[Tuple[Any, List[str]]] = []
+            records = build_records(
+                body, cm.project, cm.dataset, cm.stream, None if model_version is _UNREAD else model_version, problems
+            )
+            untimed: List[Tuple[Any, Any]] = []
+            batch = _Batch(cm, records, continuation, latest_created_at(records, untimed))
+            if problems or untimed:
+                yield _Log(self._odd_batch(cm, batch, problems, untimed), Level.WARN)
             yield batch
             if not batch.delivered.is_set():
                 return
@@ -370,6 +382,47 @@ class ResultsReader:
             last_continuation = continuation
             if more is False:
                 return
+
+    @staticmethod
+    def _model_version(api: CmApi, cm: CmStream) -> Iterator[_Log]:
+        """The stream definition's `model.version` (the /results body carries none); None without a model.
+
+        Read once per stream per sync, at its first batch with a prediction (a stream without a
+        model never costs the call). A failure fails the stream before that batch is delivered or
+        advanced past, like a failed /results.
+        """
+        model = api.get_stream(cm).get("model")
+        version = model.get("version") if isinstance(model, dict) else None
+        if version is not None and version.__class__ not in (int, str):
+            yield _Log(
+                f"stream_results {cm.key}: the stream definition's model.version is {version!r}, not a number; "
+                "model_version is left empty.",
+                Level.WARN,
+            )
+            version = None
+        return version
+
+    @staticmethod
+    def _odd_batch(
+        cm: CmStream, batch: _Batch, problems: List[Tuple[Any, List[str]]], untimed: List[Tuple[Any, Any]]
+    ) -> str:
+        """One warning for a batch's comments of an unexpected shape (never one per record)."""
+        parts = []
+        if problems:
+            parts.append(
+                f"{len(problems)} comment(s) have a field of a shape the API does not use, so these promoted columns are "
+                f"left empty (the whole comment and prediction are delivered as sent): {describe_problems(problems)}"
+            )
+        if untimed:
+            shown = "; ".join(f"{uid} ({value!r})" for uid, value in untimed[:5])
+            more = f"; and {len(untimed) - 5} more" if len(untimed) > 5 else ""
+            parts.append(
+                f"{len(untimed)} comment(s) have a created_at that is not a time, delivered as sent but not taken as the "
+                f"stream's watermark: {shown}{more}"
+            )
+        return (
+            f"stream_results {cm.key}, batch of {len(batch.records)} at continuation {batch.continuation}: " + ". ".join(parts) + "."
+        )
 
     @staticmethod
     def _advance(api: CmApi, cm: CmStream, continuation: str) -> None:

@@ -2,6 +2,7 @@
 
 from datetime import datetime, timezone
 from functools import lru_cache
+from typing import Any, Optional
 
 import pendulum
 
@@ -16,3 +17,17 @@ def parse_timestamp(value: str) -> datetime:
         if not isinstance(parsed, datetime):
             raise ValueError(f"not a timestamp: {value!r}")
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+def instant(value: Any) -> Optional[datetime]:
+    """The time a `created_at` (from the API or a state) stands for; None when it is not one.
+
+    A value that is not a time (`"yesterday"`, year 0, an integer) must never become a watermark:
+    a reset to it fails, and comparing it with a real one raises.
+    """
+    if value.__class__ is not str or not value:
+        return None
+    try:
+        return parse_timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        return None

@@ -40,6 +40,20 @@ def stream_url(project="acme", dataset="collections", stream="triage", action="r
     return f"{BASE}/v1/datasets/{project}/{dataset}/streams/{stream}/{action}"
 
 
+MODEL_VERSION = 7
+
+
+def definition(m, project="acme", dataset="collections", stream="triage", model: Any = None):
+    """Mocks `GET .../streams/<stream>`: the reader reads it for `model_version` at a stream's first prediction.
+
+    `model` None gives the default `{"version": MODEL_VERSION}`; pass False for a stream without a model.
+    """
+    model = {"version": MODEL_VERSION, "label_thresholds": []} if model is None else (model or None)
+    body = {"id": f"id-{stream}", "dataset_id": "ds", "name": stream, "title": "", "description": "",
+            "created_at": "2024-01-01T00:00:00Z", "updated_at": None, "comment_filter": None, "model": model}
+    return m.get(f"{BASE}/v1/datasets/{project}/{dataset}/streams/{stream}", json={"status": "ok", "stream": body})
+
+
 def comment(i: int, **extra: Any) -> Dict[str, Any]:
     c = {
         "uid": f"18ba5ce699f8da1f.{i:016x}",

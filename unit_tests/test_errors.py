@@ -4,7 +4,7 @@ import requests
 import requests_mock
 from airbyte_cdk.models import FailureType
 
-from unit_tests.conftest import BASE, TOKEN, all_output, batch, catalog, config, run_read, stream_url
+from unit_tests.conftest import BASE, TOKEN, all_output, batch, catalog, config, definition, run_read, stream_url
 
 
 def _error(output):
@@ -13,6 +13,7 @@ def _error(output):
 
 def test_429_with_retry_after_then_success(no_sleep):
     with requests_mock.Mocker() as m:
+        definition(m)
         m.get(stream_url(), [
             {"status_code": 429, "headers": {"Retry-After": "1"}, "json": {"status": "error", "message": "slow down"}},
             {"json": batch([1], "b1", False)},
@@ -24,6 +25,7 @@ def test_429_with_retry_after_then_success(no_sleep):
 
 def test_5xx_html_page_and_dropped_connection_are_retried_and_advance_too(no_sleep):
     with requests_mock.Mocker() as m:
+        definition(m)
         m.get(stream_url(), [
             {"status_code": 502, "text": "<html><body>Bad Gateway</body></html>", "headers": {"Content-Type": "text/html"}},
             {"exc": requests.exceptions.ConnectionError("connection reset by peer")},
@@ -41,6 +43,7 @@ def test_5xx_html_page_and_dropped_connection_are_retried_and_advance_too(no_sle
 
 def test_retries_are_bounded_and_the_sync_fails_with_the_last_state_kept(no_sleep):
     with requests_mock.Mocker() as m:
+        definition(m)
         m.get(stream_url(), [{"json": batch([1], "b1", True)}] + [{"status_code": 503, "json": {"status": "error"}}] * 10)
         m.post(stream_url(action="advance"), json={"status": "ok"})
         output = run_read(config(max_retries=2), catalog("stream_results"), expecting_exception=True)
@@ -93,6 +96,7 @@ def test_body_without_results_or_continuation_is_an_error():
 
 def test_the_token_never_appears_in_any_output(no_sleep):
     with requests_mock.Mocker() as m:
+        definition(m)
         m.get(f"{BASE}/v1/sources", status_code=401, json={"status": "error", "message": "Unauthorized"})
         m.get(stream_url(), [{"status_code": 500, "json": {"status": "error"}}, {"json": batch([1], "b1", False)}])
         m.post(stream_url(action="advance"), json={"status": "ok"})
@@ -108,6 +112,7 @@ def test_one_failing_cm_stream_does_not_stop_the_others():
         {"project": "acme", "dataset": "collections", "stream": "gone"},
     ]
     with requests_mock.Mocker() as m:
+        definition(m)
         m.get(stream_url(), json=batch([1], "b1", False))
         m.post(stream_url(action="advance"), json={"status": "ok"})
         m.get(stream_url(stream="gone"), status_code=404, json={"status": "error", "message": "Stream not found"})

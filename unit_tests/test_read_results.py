@@ -6,6 +6,7 @@ import requests_mock
 from airbyte_cdk.models import AirbyteStateBlob, FailureType, SyncMode, Type
 
 from unit_tests.conftest import (
+    definition,
     BASE,
     batch,
     catalog,
@@ -26,12 +27,13 @@ def _state_dict(state_message):
 
 def test_pages_through_batches_and_advances_with_each_batch_continuation():
     with requests_mock.Mocker() as m:
+        definition(m)
         m.get(stream_url(), [{"json": batch([1, 2], "b1", True)}, {"json": batch([3], "b2", False)}])
         advance = m.post(stream_url(action="advance"), json={"status": "ok"})
         output = run_read(config(), catalog("stream_results"))
     assert [r.record.data["uid"][-1] for r in output.records] == ["1", "2", "3"]
     assert [h.json() for h in advance.request_history] == [{"sequence_id": "b1"}, {"sequence_id": "b2"}]
-    results_calls = [h for h in m.request_history if h.method == "GET"]
+    results_calls = [h for h in m.request_history if h.path.endswith("/results")]
     assert all(h.qs["max_results"] == ["32"] for h in results_calls)
     final = _state_dict(output.state_messages[-1])
     assert final["states"] == [
@@ -44,6 +46,7 @@ def test_pages_through_batches_and_advances_with_each_batch_continuation():
 
 def test_each_batch_is_followed_by_its_state_before_the_next_batch():
     with requests_mock.Mocker() as m:
+        definition(m)
         m.get(stream_url(), [{"json": batch([1, 2], "b1", True)}, {"json": batch([3], "b2", False)}])
         m.post(stream_url(action="advance"), json={"status": "ok"})
         output = run_read(config(), catalog("stream_results"))
@@ -66,6 +69,7 @@ def test_advance_is_sent_only_after_the_batch_and_its_state_were_yielded_and_flu
 
     cfg, cat = config(), catalog("stream_results")
     with requests_mock.Mocker() as m:
+        definition(m)
         m.get(stream_url(), [{"json": batch([1, 2], "b1", True)}, {"json": batch([3], "b2", False)}])
         m.post(stream_url(action="advance"), json=on_advance)
         source = SourceCommsmining(catalog=cat, config=cfg, state=None)
@@ -80,6 +84,7 @@ def test_advance_is_sent_only_after_the_batch_and_its_state_were_yielded_and_flu
 
 def test_an_empty_batch_of_filtered_comments_is_advanced_past_and_is_not_the_end():
     with requests_mock.Mocker() as m:
+        definition(m)
         m.get(
             stream_url(),
             [
@@ -121,6 +126,7 @@ def test_records_keep_the_whole_comment_and_promote_columns():
 
 def test_labels_are_flattened_with_confidence_and_thresholds():
     with requests_mock.Mocker() as m:
+        definition(m)
         m.get(stream_url(), json=batch([1], "b", False))
         m.post(stream_url(action="advance"), json={"status": "ok"})
         data = run_read(config(), catalog("stream_results")).records[0].record.data
@@ -137,6 +143,7 @@ def test_each_cm_stream_is_its_own_partition_with_its_own_state():
         {"project": "acme", "dataset": "collections", "stream": "raw"},
     ]
     with requests_mock.Mocker() as m:
+        definition(m)
         m.get(stream_url(), json=batch([1], "t1", False))
         m.get(stream_url(stream="raw"), json=batch([2, 3], "r1", False, prediction=None))
         m.post(stream_url(action="advance"), json={"status": "ok"})
@@ -157,13 +164,15 @@ def test_resume_resets_to_the_watermark_then_advances_to_the_continuation_before
         {"partition": {"project": "old", "dataset": "gone", "stream": "x"}, "cursor": {"continuation": "zz", "created_at": None}},
     ])
     with requests_mock.Mocker() as m:
+        definition(m)
         reset = m.post(stream_url(action="reset"), json={"status": "ok", "sequence_id": "r"})
         advance = m.post(stream_url(action="advance"), json={"status": "ok"})
         m.get(stream_url(), json=batch([8], "b8", False))
         output = run_read(config(), catalog("stream_results"), state=state)
     calls = [(h.method, h.path.rsplit("/", 1)[-1]) for h in m.request_history]
-    assert calls == [("post", "reset"), ("post", "advance"), ("get", "results"), ("post", "advance")] or calls == [
-        ("POST", "reset"), ("POST", "advance"), ("GET", "results"), ("POST", "advance")]
+    # The stream definition (for model_version) is read once, at the first batch with a prediction.
+    assert [(method.upper(), path) for method, path in calls] == [
+        ("POST", "reset"), ("POST", "advance"), ("GET", "results"), ("GET", "triage"), ("POST", "advance")]
     assert reset.request_history[0].json() == {"to_comment_created_at": "2024-02-01T00:00:07.000000Z"}
     assert advance.request_history[0].json() == {"sequence_id": "b7"}
     final = _state_dict(output.state_messages[-1])["states"]
@@ -206,6 +215,7 @@ def test_a_state_that_does_not_fit_is_refused_before_any_request():
 
 def test_the_record_cap_stops_at_a_batch_boundary_with_a_clean_state():
     with requests_mock.Mocker() as m:
+        definition(m)
         m.get(stream_url(), [{"json": batch([1, 2], "b1", True)}, {"json": batch([3, 4], "b2", True)}, {"json": batch([5], "b3", False)}])
         advance = m.post(stream_url(action="advance"), json={"status": "ok"})
         output = run_read(config(max_records_per_sync=3), catalog("stream_results"))
@@ -222,6 +232,7 @@ def test_full_refresh_of_stream_results_is_refused():
 
 def test_sources_and_stream_results_in_one_sync():
     with requests_mock.Mocker() as m:
+        definition(m)
         m.get(f"{BASE}/v1/sources", json={"status": "ok", "sources": [{"id": "18ba5ce699f8da1f", "name": "inbox", "new_key": 1}]})
         m.get(stream_url(), json=batch([1], "b1", False))
         m.post(stream_url(action="advance"), json={"status": "ok"})

@@ -2,7 +2,7 @@
 
 import requests_mock
 
-from unit_tests.conftest import batch, catalog, comment, config, run_read, stream_url
+from unit_tests.conftest import batch, catalog, comment, config, definition, run_read, stream_url
 
 
 def _body(*results, continuation="b1", more=False):
@@ -46,6 +46,7 @@ def test_a_result_without_its_own_continuation_is_still_delivered_and_the_batch_
     body = batch([1, 2], "b1", False)
     del body["results"][1]["continuation"]
     with requests_mock.Mocker() as m:
+        definition(m)
         m.get(stream_url(), json=body)
         advance = m.post(stream_url(action="advance"), json={"status": "ok"})
         output = run_read(config(), catalog("stream_results"))
@@ -62,6 +63,7 @@ def test_a_server_that_ignores_the_advance_does_not_make_the_reader_loop(monkeyp
     monkeypatch.setattr("threading.Event.wait", lambda self, timeout=None: waits.append(timeout) or self.is_set())
 
     with requests_mock.Mocker() as m:
+        definition(m)
         m.get(stream_url(), json=batch([1, 2], "b1", True))
         advance = m.post(stream_url(action="advance"), json={"status": "ok"})
         output = run_read(config(), catalog("stream_results"))
