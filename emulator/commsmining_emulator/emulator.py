@@ -16,7 +16,7 @@ import orjson
 
 from .faults import Fault, FaultSet
 from .server import EmulatorHTTPServer, fault_from_json
-from .world import DEFAULT_TOKEN, ApiError, World
+from .world import DEFAULT_TOKEN, ApiError, World, _parse_time_ms
 
 
 class Emulator:
@@ -51,7 +51,7 @@ class Emulator:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("emulator not started")
-        return "http://127.0.0.1:%d" % self._server.server_address[1]
+        return "http://127.0.0.1:%d" % self._server.server_address[1]  # ignore-https-check
 
     def start(self) -> "Emulator":
         if self._server is not None:
@@ -86,8 +86,38 @@ class Emulator:
     def add_token(self, token=None, permissions=None, projects=None) -> str:
         return self.world.add_token(token, permissions, projects)
 
-    def upload(self, project, source_name, n) -> list:
-        return self.world.upload(project, source_name, n)
+    def upload(self, project, source_name, n=1, timestamp=None, days_back=None) -> list:
+        """Upload n new comments (after every comment so far); returns their uids.
+
+        `timestamp` (RFC 3339 string, aware datetime or epoch ms) sets when they were sent;
+        `days_back` sends them that many days before their upload (a late upload). Default: 30 min before.
+        """
+        if timestamp is not None and not isinstance(timestamp, int):
+            timestamp = _parse_time_ms(timestamp if isinstance(timestamp, str) else timestamp.isoformat())
+        return self.world.upload(project, source_name, n, timestamp_ms=timestamp, days_back=days_back)
+
+    def reupload(self, project, source_name, uid, text=None) -> dict:
+        """Upload an existing comment again with new text (default: an edit note appended to its body).
+
+        Same uid, id, timestamp and created_at; `last_modified` is the re-upload time. Every stream
+        over a dataset holding the source serves it again; the export serves it in the old one's place.
+        Returns the new version.
+        """
+        return self.world.reupload(project, source_name, uid, text)
+
+    def reset(self, project, dataset, stream, to_comment_created_at) -> int:
+        """What `POST .../reset` does: move the stream back (or on) to the first comment created at or
+        after the time; returns the new queue position. A forced re-delivery for tests."""
+        st = self._stream(project, dataset, stream)
+        return self.world.reset(st, _parse_time_ms(to_comment_created_at))
+
+    def comments_in_several_streams(self) -> int:
+        """How many distinct uids are in the queues of more than one stream (all datasets)."""
+        seen = Counter()
+        for ds in self.world.datasets.values():
+            for st in ds.streams.values():
+                seen.update({ds.uid_at(i) for i in range(ds.total()) if st.matches(i)})
+        return sum(1 for n in seen.values() if n > 1)
 
     def create_stream(self, project, dataset, name, model=True, comment_filter=None, at="end"):
         return self.world.create_stream(project, dataset, name, model, comment_filter, at).to_json()
@@ -181,7 +211,14 @@ class Emulator:
                 if segs[4] == "served_uids":
                     return 200, {"status": "ok", "uids": self.served_uids(p, d, s)}
         if segs == ["upload"] and method == "POST":
-            return 200, {"status": "ok", "uids": self.upload(body["project"], body["source"], int(body.get("n", 1)))}
+            uids = self.upload(body["project"], body["source"], int(body.get("n", 1)), body.get("timestamp"),
+                               body.get("days_back"))
+            return 200, {"status": "ok", "uids": uids}
+        if segs == ["reupload"] and method == "POST":
+            return 200, {"status": "ok", "comment": self.reupload(body["project"], body["source"], body["uid"], body.get("text"))}
+        if segs == ["reset"] and method == "POST":
+            pos = self.reset(body["project"], body["dataset"], body["stream"], body["to_comment_created_at"])
+            return 200, {"status": "ok", "position": pos}
         if segs == ["faults"]:
             if method == "POST":
                 items = body if isinstance(body, list) else [body]

@@ -87,6 +87,11 @@ def _parse_time_ms(value) -> int:
     return int(round(dt.timestamp() * 1000))
 
 
+def updated(comment: dict, uploaded_ms: int, text=None) -> dict:
+    """A re-upload's version: last_modified is its upload time, and always later than the old one's."""
+    return g.updated_comment(comment, max(uploaded_ms, _parse_time_ms(comment["last_modified"]) + 1000), text)
+
+
 class Source:
     def __init__(self, world, project, name, sid_int, created_ms, title, description):
         self.world = world
@@ -241,7 +246,7 @@ class Dataset:
         if i >= self.n_gen:
             return self.uploaded[i - self.n_gen][1]
         if is_reupload(i):
-            return g.updated_comment(self.comment(original_of(i)), self.created_at_ms(i))
+            return updated(self.comment(original_of(i)), self.created_at_ms(i))
         period = len(self.pattern)
         src = self.sources[self.pattern[i % period]]
         k = (i // period) * len(src.offsets) + src.offsets.index(i % period)
@@ -701,7 +706,7 @@ class World:
             old = self.find_comment(src, uid)
             last = max([d.created_at_ms(d.total() - 1) for d in datasets if d.total()] + [0])
             created = last + 1000
-            new = g.updated_comment(old, created, text)
+            new = updated(old, created, text)
             src.updates[uid] = new
             for d in datasets:
                 d.uploaded.append((created, new))
