@@ -44,7 +44,7 @@ def configured_catalog(*names: str) -> Dict[str, Any]:
                 },
                 "sync_mode": "incremental" if incremental else "full_refresh",
                 "destination_sync_mode": "append_dedup" if incremental else "overwrite",
-                **({"cursor_field": ["created_at"], "primary_key": [["uid"]]} if incremental else {"primary_key": [["id"]]}),
+                **({"cursor_field": ["created_at"], "primary_key": [["project"], ["dataset"], ["stream"], ["uid"]]} if incremental else {"primary_key": [["id"]]}),
             }
         )
     return {"streams": streams}

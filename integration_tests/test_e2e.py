@@ -49,7 +49,7 @@ def test_discover(emulator):
     catalog = run_connector("discover", config=connector_config(emulator)).of_type("CATALOG")[0]["catalog"]
     streams = {s["name"]: s for s in catalog["streams"]}
     assert streams["stream_results"]["supported_sync_modes"] == ["incremental"]
-    assert streams["stream_results"]["source_defined_primary_key"] == [["uid"]]
+    assert streams["stream_results"]["source_defined_primary_key"] == [["project"], ["dataset"], ["stream"], ["uid"]]
     assert "sources" in streams
 
 

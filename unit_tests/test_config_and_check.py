@@ -128,7 +128,8 @@ def test_discover_offers_only_incremental_for_stream_results():
     results = streams["stream_results"]
     assert results.supported_sync_modes == [SyncMode.incremental]
     assert results.source_defined_cursor and results.default_cursor_field == ["created_at"]
-    assert results.source_defined_primary_key == [["uid"]]
+    # A comment in two configured streams is two rows; re-delivered by one stream, one row.
+    assert results.source_defined_primary_key == [["project"], ["dataset"], ["stream"], ["uid"]]
     assert streams["sources"].supported_sync_modes == [SyncMode.full_refresh]
     assert streams["sources"].source_defined_primary_key == [["id"]]
 

@@ -237,8 +237,9 @@ def test_comments_resume_from_state_per_source():
         inbox = m.get(comments_url("acme", "inbox"), json=page([comment(9), comment(12)], None))
         claims = m.get(comments_url("globex", "claims"), json=page([], None))
         output = run_read(config(start_date="2020-01-01T00:00:00Z"), comments_catalog(), state=state)
-    assert qs(inbox.last_request)["from_timestamp"] == ["2024-01-01T00:00:09.000000Z"]
-    assert qs(claims.last_request)["from_timestamp"] == ["2024-05-05T05:05:05.500000Z"]
+    # Each source re-reads comments_lookback_days (7 by default) before its cursor: late uploads.
+    assert qs(inbox.last_request)["from_timestamp"] == ["2023-12-25T00:00:09.000000Z"]
+    assert qs(claims.last_request)["from_timestamp"] == ["2024-04-28T05:05:05.500000Z"]
     final = cursor_by_source(state_dict(output.state_messages[-1]))
     assert final[INBOX_ID] == "2024-01-01T00:00:12.000000Z"
     assert final[CLAIMS_ID] == "2024-05-05T05:05:05.500000Z"
@@ -250,9 +251,25 @@ def test_comments_new_source_without_state_starts_at_start_date():
         m.get(f"{BASE}/v1/sources", json={"status": "ok", "sources": SOURCES})
         inbox = m.get(comments_url("acme", "inbox"), json=page([], None))
         claims = m.get(comments_url("globex", "claims"), json=page([], None))
-        run_read(config(start_date="2023-06-01T12:00:00Z"), comments_catalog(), state=state)
+        run_read(config(start_date="2023-06-01T12:00:00Z", comments_lookback_days=0), comments_catalog(), state=state)
     assert qs(inbox.last_request)["from_timestamp"] == ["2024-01-01T00:00:09.000000Z"]
     assert qs(claims.last_request)["from_timestamp"] == ["2023-06-01T12:00:00.000000Z"]
+
+
+def test_comments_lookback_is_configurable_and_never_reaches_before_start_date():
+    state = comments_state({INBOX_ID: "2024-01-01T00:00:09.000000Z", CLAIMS_ID: "2024-01-01T00:00:09.000000Z"})
+    with requests_mock.Mocker() as m:
+        m.get(f"{BASE}/v1/sources", json={"status": "ok", "sources": SOURCES})
+        inbox = m.get(comments_url("acme", "inbox"), json=page([], None))
+        claims = m.get(comments_url("globex", "claims"), json=page([], None))
+        run_read(config(start_date="2023-12-31T00:00:00Z", comments_lookback_days=30), comments_catalog(), state=state)
+    assert qs(inbox.last_request)["from_timestamp"] == ["2023-12-31T00:00:00.000000Z"]
+    with requests_mock.Mocker() as m:
+        m.get(f"{BASE}/v1/sources", json={"status": "ok", "sources": SOURCES})
+        inbox = m.get(comments_url("acme", "inbox"), json=page([], None))
+        claims = m.get(comments_url("globex", "claims"), json=page([], None))
+        run_read(config(comments_lookback_days=3), comments_catalog(), state=state)
+    assert qs(inbox.last_request)["from_timestamp"] == ["2023-12-29T00:00:09.000000Z"]
 
 
 def test_comments_start_date_honoured_with_offset():
