@@ -52,7 +52,7 @@ def validate_endpoint(endpoint: Any) -> None:
         )
     if parts.scheme.lower() == "http" and not is_loopback(parts.hostname):
         raise config_error(
-            f"`api_endpoint` uses plain http:// for {parts.hostname!r}: the API token would travel unencrypted. "
+            f"`api_endpoint` uses plain http:// for {parts.hostname!r}: the API token would travel unencrypted. "  # ignore-https-check
             "Use https:// (plain http is only allowed for loopback hosts such as 127.0.0.1)."
         )
     if parts.query or parts.fragment:
