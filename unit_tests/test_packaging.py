@@ -399,6 +399,103 @@ def test_a_wheel_built_from_the_docker_context_carries_the_package_data(tmp_path
     assert f"{CONNECTOR} = {ENTRY_POINT}" in zipfile.ZipFile(wheels[0]).read(entry_points).decode()
 
 
+# ---------------------------------------------------------------------------------- what ships
+# Airbyte's build template copies the connector's whole directory and runs `pip install .` there:
+# whatever the root packaging picks up ships. The emulator is a distribution of its own
+# (emulator/pyproject.toml), so the wheel must hold the connector and nothing else.
+COPY_IGNORE = shutil.ignore_patterns(
+    ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", ".pytest_cache", ".demo", ".bench", "*.duckdb*"
+)
+
+
+@pytest.fixture(scope="module")
+def root_wheel(tmp_path_factory) -> Path:
+    """The wheel `pip install .` builds from a copy of the whole checkout (the way Airbyte's template does)."""
+    pytest.importorskip("setuptools")
+    base = tmp_path_factory.mktemp("root-wheel")
+    context = base / "source-commsmining"
+    shutil.copytree(ROOT, context, ignore=COPY_IGNORE)
+    out = base / "wheels"
+    completed = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(out), str(context)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    wheels = list(out.glob("*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
+
+
+def test_the_wheel_built_from_the_repository_root_holds_the_connector_only(root_wheel):
+    with zipfile.ZipFile(root_wheel) as wheel:
+        names = wheel.namelist()
+        top = {name.split("/", 1)[0] for name in names}
+        dist_info = next(t for t in top if t.endswith(".dist-info"))
+        assert top == {PACKAGE, dist_info}, f"the connector's wheel holds more than {PACKAGE}: {sorted(top)}"
+        entry_points = wheel.read(f"{dist_info}/entry_points.txt").decode()
+    assert not [n for n in names if "emulator" in n.lower()], [n for n in names if "emulator" in n.lower()]
+    assert "commsmining-emulator" not in entry_points and "commsmining_emulator" not in entry_points, entry_points
+    assert f"{CONNECTOR} = {ENTRY_POINT}" in entry_points, entry_points
+
+
+def test_the_emulator_is_a_distribution_of_its_own():
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "emulator" / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "commsmining-emulator"
+    assert project["scripts"] == {"commsmining-emulator": "commsmining_emulator.cli:main"}
+    assert not any("source" in dep for dep in project["dependencies"]), "the emulator must not depend on the connector"
+    assert "emulator" in (ROOT / "Makefile").read_text(), "make install must install the emulator"
+    installed = importlib.metadata.distribution("commsmining-emulator")
+    assert [ep.value for ep in installed.entry_points if ep.name == "commsmining-emulator"] == ["commsmining_emulator.cli:main"]
+
+
+@pytest.mark.clean_venv
+def test_the_wheel_in_a_clean_venv_runs_spec_check_and_read_against_the_emulator(root_wheel, tmp_path):
+    """The connector as a user gets it: the wheel and its real dependencies from PyPI, nothing else.
+
+    Slow (a minute or two: a fresh venv installs airbyte-cdk and its dependencies; pip's cache helps).
+    """
+    from commsmining_emulator import Emulator
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(root_wheel)],
+                             capture_output=True, text=True, timeout=900)
+    assert install.returncode == 0, install.stderr[-3000:]
+    script = venv / "bin" / CONNECTOR
+    assert script.exists() and not (venv / "bin" / "commsmining-emulator").exists()
+    probe = subprocess.run([str(python), "-c", "import commsmining_emulator"], capture_output=True, text=True, timeout=60)
+    assert probe.returncode != 0, "the emulator is importable from the connector's installation"
+
+    def run(*args: str) -> List[Dict[str, Any]]:
+        completed = subprocess.run([str(script), *args], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        return [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+
+    assert [m["type"] for m in run("spec") if m["type"] != "LOG"] == ["SPEC"]
+    with Emulator(seed=7, scenario="demo", comments=60) as emu:
+        config = tmp_path / "config.json"
+        config.write_text(json.dumps({"api_endpoint": emu.url, "api_token": emu.token,
+                                      "streams": [{"project": "acme", "dataset": "collections", "stream": "triage"}]}))
+        statuses = [m["connectionStatus"]["status"] for m in run("check", "--config", str(config)) if m["type"] == "CONNECTION_STATUS"]
+        assert statuses == ["SUCCEEDED"]
+        catalog = tmp_path / "catalog.json"
+        stream = next(m["catalog"]["streams"] for m in run("discover", "--config", str(config)) if m["type"] == "CATALOG")
+        results = next(s for s in stream if s["name"] == "stream_results")
+        catalog.write_text(json.dumps({"streams": [{
+            "stream": results, "sync_mode": "incremental", "destination_sync_mode": "append_dedup",
+            "cursor_field": results.get("default_cursor_field", ["created_at"]),
+            "primary_key": results.get("source_defined_primary_key", [["uid"]]),
+        }]}))
+        messages = run("read", "--config", str(config), "--catalog", str(catalog))
+        uids = [m["record"]["data"]["uid"] for m in messages if m["type"] == "RECORD"]
+        assert uids == emu.consumed_uids("acme", "collections", "triage") and len(uids) == 60
+        assert any(m["type"] == "STATE" for m in messages)
+
+
 def test_console_script_prints_the_spec():
     """The same smoke check the Dockerfile runs at build time, against the installed script."""
     script = Path(sys.executable).parent / CONNECTOR
