@@ -1,3 +1,24 @@
 """Root pytest config: the CDK's standard-test fixtures and scenario parametrisation."""
 
 pytest_plugins = ["airbyte_cdk.test.standard_tests.pytest_hooks"]
+
+import pytest  # noqa: E402
+from airbyte_cdk.test.standard_tests.connector_base import ConnectorTestSuiteBase  # noqa: E402
+
+STANDARD_SUITE_EMULATOR_PORT = 18077  # the port of the configs in acceptance-test-config.yml
+
+
+@pytest.fixture(autouse=True)
+def standard_suite_emulator(request):
+    """A fresh emulator for each test of the CDK's standard suite (reading stream_results consumes it).
+
+    Here, at the connector's root, so that `airbyte-cdk connector test` (which generates its own
+    test module under .tmp/) gets it too; see integration_tests/test_standard_suite.py.
+    """
+    if request.cls is None or not issubclass(request.cls, ConnectorTestSuiteBase):
+        yield None
+        return
+    from commsmining_emulator import Emulator
+
+    with Emulator(seed=7, comments=100, scenario="default", port=STANDARD_SUITE_EMULATOR_PORT) as emulator:
+        yield emulator

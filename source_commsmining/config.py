@@ -1,6 +1,8 @@
 """Config normalisation (run by the manifest) and the checks JSON schema cannot express."""
 
 import ipaddress
+import logging
+import re
 from typing import Any, Dict, List, Mapping, MutableMapping, Optional
 from urllib.parse import urlsplit
 
@@ -10,9 +12,10 @@ from airbyte_cdk.sources.declarative.transformations.config_transformations.conf
 )
 
 from source_commsmining.api import CmStream
-from source_commsmining.errors import config_error
+from source_commsmining.errors import config_error, register_secret
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+STREAM_ENTRY_KEYS = {"project", "dataset", "stream"}
 
 
 def api_base_url(api_endpoint: str) -> str:
@@ -23,10 +26,25 @@ def api_base_url(api_endpoint: str) -> str:
     return base + "/api"
 
 
+# The spec's integer settings. JSON Schema counts 16.0 as an integer, so a UI or a hand-written config
+# may send one; the requesters would render it as "16.0" (refused by the API), so it becomes 16.
+INTEGER_SETTINGS = ("max_results", "max_filtered", "parallel_streams", "max_records_per_sync", "max_retries")
+
+
+def whole_numbers(config: MutableMapping[str, Any], names=INTEGER_SETTINGS) -> None:
+    """Turns whole-number floats of the integer settings into ints, in place (others are left to validation)."""
+    for name in names:
+        value = config.get(name)
+        if isinstance(value, float) and value.is_integer():
+            config[name] = int(value)
+
+
 class AddApiBaseUrl(ConfigTransformation):
-    """Adds `api_base_url`, derived from `api_endpoint`, for the manifest's requesters."""
+    """Adds `api_base_url`, derived from `api_endpoint`, for the manifest's requesters; integer settings
+    given as whole-number floats (16.0) become integers."""
 
     def transform(self, config: MutableMapping[str, Any]) -> None:
+        whole_numbers(config)
         endpoint = config.get("api_endpoint")
         if isinstance(endpoint, str) and endpoint.strip():
             config["api_base_url"] = api_base_url(endpoint)
@@ -75,6 +93,15 @@ def configured_streams(config: MutableMapping[str, Any]) -> List[CmStream]:
                 f"`streams[{index}]` lacks {', '.join(missing)}: each entry names a project, a dataset and a stream, "
                 'e.g. {"project": "acme", "dataset": "collections", "stream": "triage"}.'
             )
+        unknown = sorted(set(entry) - STREAM_ENTRY_KEYS)
+        if unknown:
+            # The spec stays open (Airbyte's checks want additionalProperties: true), so say what is ignored.
+            logging.getLogger("airbyte").warning(
+                f"`streams[{index}]`: ignoring unknown key(s) {', '.join(map(repr, unknown))}; an entry takes only "
+                "project, dataset and stream."
+            )
+        for key in ("project", "dataset", "stream"):
+            _refuse_dot_segment(f"streams[{index}].{key}", entry[key])
         cm = CmStream(entry["project"], entry["dataset"], entry["stream"])
         if "/" in cm.dataset or "/" in cm.stream or "/" in cm.project:
             raise config_error(f"`streams[{index}]`: names cannot contain '/'; give project, dataset and stream separately.")
@@ -101,8 +128,11 @@ def validate_against_spec(config: Mapping[str, Any], spec_schema: Mapping[str, A
     for error in errors[:5]:
         field = _field_path(error.absolute_path)
         if error.validator == "required" and isinstance(error.validator_value, list):
+            # One error per missing property, each saying which one ("'api_token' is a required property").
+            named = re.match(r"^'(.+)' is a required property$", error.message)
             missing = [name for name in error.validator_value if name not in (error.instance or {})]
-            field = ".".join(filter(None, [field, missing[0] if missing else ""]))
+            name = named.group(1) if named else (missing[0] if missing else "")
+            field = f"{field}.{name}" if field and name else (field or name)
         hint = (error.schema or {}).get("description", "") if error.validator != "required" else ""
         line = f"`{field or 'config'}`: {error.message}"
         if error.validator == "pattern":
@@ -115,14 +145,48 @@ def _first_sentence(text: str) -> str:
     return text.split(". ")[0].rstrip(".")
 
 
+def _refuse_dot_segment(field: str, value: Any) -> None:
+    """"." and ".." pass the name patterns, but in a URL path they are resolved: the request would go elsewhere."""
+    if value in (".", ".."):
+        raise config_error(
+            f"`{field}` is {value!r}, which is not a name: in the request's URL it would mean "
+            f"{'this folder' if value == '.' else 'the parent folder'}. Give the {field.rsplit('.', 1)[-1]}'s name."
+        )
+
+
+def validate_token(token: Any) -> None:
+    """The token must be something an HTTP header can carry; no message repeats it."""
+    if not isinstance(token, str) or not token.strip():
+        raise config_error("`api_token` is missing: create one under Administration > My Account > API token.")
+    register_secret(token)
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in token):
+        # A pasted trailing newline would make the HTTP library echo the header, token included.
+        raise config_error("`api_token` contains spaces, line breaks or control characters: paste the token alone, without surrounding whitespace.")
+    try:
+        token.encode("latin-1")
+    except UnicodeEncodeError:
+        raise config_error(
+            "`api_token` is not a valid API token: it contains characters (such as letters outside Western European "
+            "alphabets, or typographic quotes) that no API token has and an HTTP header cannot carry. Copy the token "
+            "again from Administration > My Account > API token."
+        ) from None
+
+
 def validate_config(config: MutableMapping[str, Any], spec_schema: Optional[Mapping[str, Any]] = None) -> List[CmStream]:
     """Checks the config against the spec and what the spec cannot say; returns the CM streams."""
+    if isinstance(config.get("api_token"), str):
+        register_secret(config["api_token"])  # before any message could quote it
+    whole_numbers(config, _integer_settings(spec_schema))
     if spec_schema is not None:
         validate_against_spec(config, spec_schema)
     validate_endpoint(config.get("api_endpoint"))
-    if not isinstance(config.get("api_token"), str) or not config["api_token"].strip():
-        raise config_error("`api_token` is missing: create one under Administration > My Account > API token.")
-    if any(ch.isspace() or ord(ch) < 32 for ch in config["api_token"]):
-        # A pasted trailing newline would make the HTTP library echo the header, token included.
-        raise config_error("`api_token` contains spaces or line breaks: paste the token alone, without surrounding whitespace.")
+    validate_token(config.get("api_token"))
+    _refuse_dot_segment("project", config.get("project"))
     return configured_streams(config)
+
+
+def _integer_settings(spec_schema: Optional[Mapping[str, Any]]):
+    properties = (spec_schema or {}).get("properties") or {}
+    return tuple(INTEGER_SETTINGS) + tuple(
+        name for name, schema in properties.items() if isinstance(schema, Mapping) and schema.get("type") == "integer"
+    )

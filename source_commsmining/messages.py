@@ -4,9 +4,6 @@ import sys
 import time
 from typing import Any, Mapping
 
-import orjson
-from airbyte_cdk.entrypoint import AirbyteEntrypoint
-
 from airbyte_cdk.models import (
     AirbyteLogMessage,
     AirbyteMessage,
@@ -31,33 +28,6 @@ def record(data: Mapping[str, Any], emitted_at: int) -> AirbyteMessage:
         type=Type.RECORD,
         record=AirbyteRecordMessage(stream=STREAM_NAME, data=data, emitted_at=emitted_at),
     )
-
-
-def to_line(message: AirbyteMessage) -> str:
-    """The message as one line of JSON, exactly as AirbyteEntrypoint.airbyte_message_to_string writes it.
-
-    A RECORD is dumped straight from its data, without the serializer's pass that builds a
-    dict of the whole message first. The output is the same (unit_tests/test_lean_paths.py
-    compares them): the CDK's serializer leaves out the record's unset optional fields and the
-    data's top-level None values. Anything else, or anything orjson refuses (an integer beyond
-    64 bits), goes the CDK's way.
-    """
-    record = message.record
-    if (
-        message.type is Type.RECORD
-        and record.namespace is None
-        and record.meta is None
-        and record.file_reference is None
-        and isinstance(record.data, dict)
-    ):
-        data = {key: value for key, value in record.data.items() if value is not None}
-        try:
-            return orjson.dumps(
-                {"type": "RECORD", "record": {"stream": record.stream, "data": data, "emitted_at": record.emitted_at}}
-            ).decode()
-        except TypeError:  # orjson.JSONEncodeError is a TypeError
-            pass
-    return AirbyteEntrypoint.airbyte_message_to_string(message)
 
 
 def state(state_dict: Mapping[str, Any]) -> AirbyteMessage:

@@ -1,118 +1,233 @@
-"""Console entry point: `source-commsmining spec|check|discover|read`."""
+"""Console entry point: `source-commsmining spec|check|discover|read`.
 
-import gc
+The CDK's `launch()`, plus what it leaves out and the platform needs, all at the one place
+where messages are written:
+
+- every line written to stdout or stderr is masked (errors.mask: every form of the API token),
+  whatever the server echoed back and whichever part of the CDK or the connector wrote it;
+- SIGINT (Ctrl-C) and SIGTERM (Airbyte's cancel) end like any other failure: what was printed
+  (states included) is flushed, a TRACE says the sync was interrupted, the exit code is
+  non-zero, and the CDK's temporary directory is cleaned up;
+- a source that cannot even be built (a bad config or state file) still ends with a TRACE.
+"""
+
 import logging
-import os
+import re
+import signal
 import sys
-import tempfile
+import threading
 import traceback
 from datetime import datetime, timezone
-from typing import Iterable, List, Optional
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, List, Mapping, Optional, TextIO
 
-import orjson
 from airbyte_cdk.entrypoint import AirbyteEntrypoint
-from airbyte_cdk.entrypoint import logger as cdk_logger
-from airbyte_cdk.logger import PRINT_BUFFER, is_platform_debug_log_enabled
+from airbyte_cdk.logger import PRINT_BUFFER
 from airbyte_cdk.models import (
     AirbyteErrorTraceMessage,
     AirbyteMessage,
-    AirbyteMessageSerializer,
     AirbyteTraceMessage,
+    ConnectorSpecification,
     FailureType,
     TraceType,
     Type,
 )
-
-from airbyte_cdk.models import ConnectorSpecification
 from airbyte_cdk.sources.utils.schema_helpers import split_config
-from airbyte_cdk.utils.constants import ENV_REQUEST_CACHE_PATH
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_commsmining.config import validate_against_spec
-from source_commsmining.messages import to_line
+from source_commsmining.errors import mask, register_secret
 from source_commsmining.source import SourceCommsmining
+
+# A run of characters that JSON and URL encoding leave as they are: present in every form of a secret.
+_PLAIN_RUN = re.compile(r"[A-Za-z0-9._~-]+")
+_MIN_PROBE = 6
 
 
 class CommsminingEntrypoint(AirbyteEntrypoint):
-    """The CDK entrypoint, with config errors that name the offending field and a leaner `read`."""
+    """The CDK entrypoint, with config errors that name the offending field."""
 
     @staticmethod
-    def validate_connection(source_spec: ConnectorSpecification, config) -> None:
+    def validate_connection(source_spec: ConnectorSpecification, config: Mapping[str, Any]) -> None:
         connector_config, _ = split_config(config)
         validate_against_spec(connector_config, source_spec.connectionSpecification)
 
-    def run(self, parsed_args) -> Iterable[str]:
-        if parsed_args.command != "read":
-            yield from super().run(parsed_args)
-            return
-        # AirbyteEntrypoint.run's `read` branch, step for step (unit_tests/test_cdk_contract.py
-        # pins it), except that each message is written by messages.to_line: RECORDs skip the
-        # serializer's intermediate dict and message walk (a few microseconds per record).
-        if getattr(parsed_args, "debug", False) or is_platform_debug_log_enabled():
-            self.logger.setLevel(logging.DEBUG)
-            cdk_logger.setLevel(logging.DEBUG)
-            self.logger.debug("Debug logs enabled")
-        else:
-            self.logger.setLevel(logging.INFO)
-        source_spec = self.source.spec(self.logger)
-        try:
-            with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as temp_dir:
-                os.environ[ENV_REQUEST_CACHE_PATH] = temp_dir
-                config = self.source.configure(self.source.read_config(parsed_args.config), temp_dir)
-                yield from [to_line(message) for message in self._emit_queued_messages(self.source)]
-                catalog = self.source.read_catalog(parsed_args.catalog)
-                state = self.source.read_state(parsed_args.state)
-                yield from map(to_line, self.read(source_spec, config, catalog, state))
-        finally:
-            yield from [to_line(message) for message in self._emit_queued_messages(self.source)]
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised in the main thread (a BaseException, so no `except Exception` swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
-def _source(args: List[str]) -> Optional[SourceCommsmining]:
-    catalog_path = AirbyteEntrypoint.extract_catalog(args)
-    config_path = AirbyteEntrypoint.extract_config(args)
-    state_path = AirbyteEntrypoint.extract_state(args)
-    try:
-        return SourceCommsmining(
-            catalog=SourceCommsmining.read_catalog(catalog_path) if catalog_path else None,
-            config=SourceCommsmining.read_config(config_path) if config_path else None,
-            state=SourceCommsmining.read_state(state_path) if state_path else None,
-            config_path=config_path,
-        )
-    except Exception as error:
-        # Without this the platform would only see a Python traceback on stderr.
-        message = AirbyteMessage(
+def _interrupt(signum: int, frame: Any) -> None:
+    # A second signal (Airbyte repeats SIGTERM before its SIGKILL) must not cut the clean-up short.
+    for other in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(other, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+class _MaskedStream:
+    """sys.stdout / sys.stderr for the run: every write goes through errors.mask.
+
+    mask scans each line once per registered form of the token; a line without `probe` (a piece
+    of the token that every form contains, compared ignoring case) cannot hold any form, so most
+    records skip the scans.
+    """
+
+    def __init__(self, stream: TextIO, probe: Optional[str]):
+        self._stream = stream
+        self._probe = probe
+
+    def write(self, text: str) -> int:
+        if self._probe is None or self._probe in text.lower():
+            text = mask(text)
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _probe(token: Any) -> Optional[str]:
+    runs = _PLAIN_RUN.findall(token) if isinstance(token, str) else []
+    longest = max(runs, key=len, default="")
+    return longest.lower() if len(longest) >= _MIN_PROBE else None
+
+
+def _trace(message: str, internal: str, failure_type: FailureType, stack_trace: Optional[str] = None) -> str:
+    return AirbyteEntrypoint.airbyte_message_to_string(
+        AirbyteMessage(
             type=Type.TRACE,
             trace=AirbyteTraceMessage(
                 type=TraceType.ERROR,
                 emitted_at=int(datetime.now(timezone.utc).timestamp() * 1000),
                 error=AirbyteErrorTraceMessage(
-                    message=f"source-commsmining could not start: {error}",
-                    internal_message=str(error),
-                    failure_type=FailureType.config_error,
-                    stack_trace=traceback.format_exc(),
+                    message=message, internal_message=internal, failure_type=failure_type, stack_trace=stack_trace
                 ),
             ),
         )
-        print(orjson.dumps(AirbyteMessageSerializer.dump(message)).decode(), flush=True)
-        return None
+    )
+
+
+def _read_config(args: List[str]) -> Optional[Mapping[str, Any]]:
+    config_path = AirbyteEntrypoint.extract_config(args)
+    return SourceCommsmining.read_config(config_path) if config_path else None
+
+
+def _source(args: List[str], config: Optional[Mapping[str, Any]]) -> SourceCommsmining:
+    """Built with the run's catalog, config and state, as the CDK's declarative source wants them."""
+    catalog_path = AirbyteEntrypoint.extract_catalog(args)
+    state_path = AirbyteEntrypoint.extract_state(args)
+    return SourceCommsmining(
+        catalog=SourceCommsmining.read_catalog(catalog_path) if catalog_path else None,
+        config=config,
+        state=SourceCommsmining.read_state(state_path) if state_path else None,
+        config_path=AirbyteEntrypoint.extract_config(args),
+    )
+
+
+def _messages(args: List[str]) -> Iterator[str]:
+    """Every line of the run, in order; a failure to start becomes a TRACE."""
+    try:
+        config = _read_config(args)
+        register_secret((config or {}).get("api_token"))
+        source = _source(args, config)
+    except AirbyteTracedException as error:
+        yield AirbyteEntrypoint.airbyte_message_to_string(error.as_sanitized_airbyte_message())
+        raise _Failed()
+    except Exception as error:
+        # Without this the platform would only see a Python traceback on stderr.
+        yield _trace(
+            f"source-commsmining could not start: {error}", str(error), FailureType.config_error, traceback.format_exc()
+        )
+        raise _Failed()
+    entrypoint = CommsminingEntrypoint(source)
+    yield from entrypoint.run(entrypoint.parse_args(args))
+
+
+class _Failed(Exception):
+    """The run already printed its TRACE; only the exit code is left to set."""
+
+
+def _close(lines: Iterator[str]) -> None:
+    try:
+        lines.close()
+    except RuntimeError:  # the entrypoint's `finally` had queued messages to yield; the platform will not read them now
+        pass
+
+
+@contextmanager
+def masked_output(token: Any) -> Iterator[Callable[[str], None]]:
+    """What launch() prints through, masked: yields the function that writes one message line.
+
+    As airbyte_cdk.entrypoint.launch, every line goes through the CDK's PrintBuffer, which
+    ResultsReader flushes (messages.flush_stdout) after each STATE before it lets a stream advance.
+    sys.stdout, sys.stderr (which the PrintBuffer redirects to stdout) and the CDK's log handler,
+    which writes to the PrintBuffer itself, all go through the mask.
+    """
+    probe = _probe(token)
+    with PRINT_BUFFER:
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = (_MaskedStream(stream, probe) for stream in saved)
+        log_handlers = [
+            handler
+            for handler in logging.getLogger().handlers
+            if isinstance(handler, logging.StreamHandler) and handler.stream is PRINT_BUFFER
+        ]
+        for handler in log_handlers:
+            handler.setStream(_MaskedStream(PRINT_BUFFER, probe))
+        try:
+            yield lambda line: print(f"{line}\n", end="")
+        finally:
+            sys.stdout, sys.stderr = saved
+            for handler in log_handlers:
+                handler.setStream(PRINT_BUFFER)
 
 
 def run(args: Optional[List[str]] = None) -> None:
     args = sys.argv[1:] if args is None else args
-    source = _source(args)
-    if source is None:
-        sys.exit(1)
-    entrypoint = CommsminingEntrypoint(source)
-    parsed_args = entrypoint.parse_args(args)
-    # What exists now (the CDK, its models, the parsed manifest: ~110k objects) lives until exit.
-    # Frozen, the collector stops re-walking it at every full collection, which a read's
-    # short-lived batches trigger every few thousand records (a tenth of a read's CPU). And a
-    # batch (~2,000 containers parsed from one /results body) is freed by reference counting,
-    # so a young generation of 10,000 rather than 700 collects only real cyclic garbage, not
-    # every batch in flight (another 4%; RSS is unchanged, see benchmarks/results.json).
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
-    # As airbyte_cdk.entrypoint.launch: every message goes through the PrintBuffer, which
-    # ResultsReader flushes after each STATE before it lets a stream advance.
-    with PRINT_BUFFER:
-        for message in entrypoint.run(parsed_args):
-            print(f"{message}\n", end="")
+    exit_code = 0
+    token = None
+    try:
+        token = (_read_config(args) or {}).get("api_token")
+    except Exception:  # reported, as a TRACE, by _messages
+        pass
+    register_secret(token)
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with masked_output(token) as write:
+            lines = _messages(args)
+            try:
+                for line in lines:
+                    write(line)
+            except _Failed:
+                exit_code = 1
+            except Interrupted as stop:
+                _close(lines)  # the entrypoint's temporary directory is removed here
+                write(
+                    _trace(
+                        f"The sync was interrupted ({stop}): it stopped at the last STATE printed above, and the "
+                        "next sync goes on from there.",
+                        f"source-commsmining received {stop}",
+                        FailureType.transient_error,
+                    )
+                )
+                exit_code = 128 + stop.signum
+            except Exception as error:
+                traced = error if isinstance(error, AirbyteTracedException) else AirbyteTracedException.from_exception(error)
+                logging.getLogger("airbyte").fatal(f"source-commsmining failed: {error!r}")
+                write(AirbyteEntrypoint.airbyte_message_to_string(traced.as_sanitized_airbyte_message()))
+                exit_code = 1
+            finally:
+                _close(lines)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    if exit_code:
+        sys.exit(exit_code)

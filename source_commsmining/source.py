@@ -1,5 +1,6 @@
 """SourceCommsmining: the manifest, plus the Python that makes `stream_results` safe to read."""
 
+import json
 import logging
 from typing import Any, Iterator, List, Mapping, Optional
 
@@ -11,21 +12,37 @@ from airbyte_cdk.models import (
     ConfiguredAirbyteCatalog,
     SyncMode,
 )
+from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
 from airbyte_cdk.sources.declarative.yaml_declarative_source import YamlDeclarativeSource
+from airbyte_cdk.sources.streams.concurrent.abstract_stream import AbstractStream
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_commsmining.api import CmApi
 from source_commsmining.check import check_connection
 from source_commsmining.config import validate_config
-from source_commsmining.errors import config_error
+from source_commsmining.errors import config_error, register_secret
 from source_commsmining.messages import STREAM_NAME as RESULTS_STREAM
 from source_commsmining.results_reader import ResultsReader
 from source_commsmining.state import ResultsState
 
 CHECK_MAX_RETRIES = 2
+CLEAR_STATE_HINT = (
+    "Clear the state of the connection's streams (in Airbyte: the connection's Settings > Clear data, or clear "
+    "`stream_results` alone) and sync again: stream_results then starts from each Communications Mining stream's "
+    "current position."
+)
 
 
 class SourceCommsmining(YamlDeclarativeSource):
+    """Works both ways the Airbyte Source contract is used.
+
+    The console script (run.py) builds it with the catalog, config and state of the run, as the
+    CDK's declarative sources want. The CDK's standard tests and other callers build it with no
+    arguments and pass the config (and catalog and state) to spec/check/discover/read. The CDK's
+    declarative source builds its streams, requesters and state manager from the constructor's
+    arguments only, so a call whose arguments differ runs on a source built with them (`_for`).
+    """
+
     # The entrypoint's own spec check gives messages that do not name the field; ours does (validate()).
     check_config_against_spec = False
 
@@ -37,20 +54,76 @@ class SourceCommsmining(YamlDeclarativeSource):
         config_path: Optional[str] = None,
     ) -> None:
         super().__init__(path_to_yaml="manifest.yaml", catalog=catalog, config=config, state=state, config_path=config_path)
+        self._built_for = (catalog, list(state or []))
+
+    def _for(
+        self,
+        config: Mapping[str, Any],
+        catalog: Optional[ConfiguredAirbyteCatalog] = None,
+        state: Optional[List[AirbyteStateMessage]] = None,
+        *,
+        with_catalog_and_state: bool = False,
+    ) -> "SourceCommsmining":
+        """This source if it was built with these arguments, else a source built with them.
+
+        `config` is either the config this source was built with (transformed, as `configure`
+        returns it) or a raw one: a raw one is built into a new source, which applies the
+        manifest's config transformations.
+        """
+        same = config is self._config or config == self._config
+        if same and with_catalog_and_state:
+            same = (catalog, list(state or [])) == self._built_for
+        if same:
+            return self
+        return type(self)(catalog=catalog, config=config, state=state)
+
+    def configure(self, config: Mapping[str, Any], temp_dir: str) -> Mapping[str, Any]:
+        """As the CDK's declarative source, without writing `config.json` (the token in clear) to `temp_dir`.
+
+        Nothing reads that file, and a process killed before the temporary directory's cleanup
+        would leave it on disk.
+        """
+        return self._config or config
+
+    @classmethod
+    def read_state(cls, state_path: str) -> List[AirbyteStateMessage]:
+        """The CDK's reading, refusing what it would silently ignore: a legacy dict, LEGACY or typeless messages."""
+        if state_path:
+            with open(state_path) as file:
+                try:
+                    raw = json.load(file)
+                except json.JSONDecodeError:
+                    raw = None  # the CDK's own reading says what is wrong with the file
+            _refuse_legacy_state(raw)
+        return super().read_state(state_path)
 
     def _validate(self):
+        # Before anything can fail or log: the entrypoint registered the raw token only.
+        register_secret(self._config.get("api_token"))
         spec = self.spec(logging.getLogger("airbyte")).connectionSpecification
         return validate_config(dict(self._config), spec)
 
     def _api(self, config: Mapping[str, Any]) -> CmApi:
         return CmApi.from_manifest(self._constructor, self.resolved_manifest["definitions"], config)
 
+    def streams(self, config: Mapping[str, Any]) -> List[AbstractStream]:  # type: ignore[override]
+        source = self._for(config)
+        if source is not self:
+            return source.streams(source._config)
+        return super().streams(config)
+
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
+        source = self._for(config)
+        if source is not self:
+            return source.check(logger, source._config)
         cm_streams = self._validate()
         check_config = {**self._config, "max_retries": min(int(self._config.get("max_retries", 8)), CHECK_MAX_RETRIES)}
         return check_connection(self._api(check_config), self._config["api_endpoint"], cm_streams, logger)
 
     def discover(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteCatalog:
+        source = self._for(config)
+        if source is not self:
+            return source.discover(logger, source._config)
         self._validate()
         catalog = super().discover(logger, config)
         for stream in catalog.streams:
@@ -69,6 +142,10 @@ class SourceCommsmining(YamlDeclarativeSource):
         catalog: ConfiguredAirbyteCatalog,
         state: Optional[List[AirbyteStateMessage]] = None,
     ) -> Iterator[AirbyteMessage]:
+        source = self._for(config, catalog, state, with_catalog_and_state=True)
+        if source is not self:
+            yield from source.read(logger, source._config, catalog, state)
+            return
         cm_streams = self._validate()
         results = [s for s in catalog.streams if s.stream.name == RESULTS_STREAM]
         others = ConfiguredAirbyteCatalog(streams=[s for s in catalog.streams if s.stream.name != RESULTS_STREAM])
@@ -80,7 +157,7 @@ class SourceCommsmining(YamlDeclarativeSource):
                     "refresh would replace the table with just the comments new since the last sync."
                 )
             # Refuse a state that does not fit before touching anything.
-            results_state = ResultsState.parse(self._connector_state_manager.get_stream_state(RESULTS_STREAM, None))
+            results_state = ResultsState.parse(ConnectorStateManager(state).get_stream_state(RESULTS_STREAM, None))
         failure: Optional[BaseException] = None
         if others.streams:
             try:
@@ -102,3 +179,26 @@ class SourceCommsmining(YamlDeclarativeSource):
         if failure is not None:
             raise failure
 
+
+def _refuse_legacy_state(raw: Any) -> None:
+    """The CDK reads only per-stream (and global) state messages: say so instead of dropping the rest."""
+    if isinstance(raw, dict):
+        keys = ", ".join(sorted(map(str, raw))[:5]) or "no keys"
+        raise config_error(
+            f"The state passed to this sync is a single object ({keys}): the legacy state shape, which this connector "
+            f"does not read. It reads a list of per-stream state messages. {CLEAR_STATE_HINT}"
+        )
+    if not isinstance(raw, list):
+        return
+    for index, message in enumerate(raw):
+        if not isinstance(message, dict):
+            continue
+        kind = message.get("type")
+        if kind is None or str(kind).upper() == "LEGACY":
+            received = "has no `type`" if kind is None else "has type LEGACY"
+            fields = ", ".join(sorted(map(str, message))) or "nothing"
+            raise config_error(
+                f"State message {index} {received} (it holds: {fields}); this connector reads only STREAM state "
+                f"messages (and GLOBAL ones without shared state), and would otherwise ignore it and read as if "
+                f"there were no state. {CLEAR_STATE_HINT}"
+            )

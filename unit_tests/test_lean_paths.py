@@ -1,241 +1,148 @@
-"""The performance shortcuts (issue #5) give the same answers as the slow paths they replace."""
+"""The connector on the CDK's public paths (issue #14): the Source contract as the CDK's standard
+tests and PyAirbyte use it, an open spec, and no patches of the CDK or its dependencies."""
 
+import json
+import logging
 import subprocess
 import sys
 
-import airbyte_protocol_dataclasses.models.airbyte_protocol as protocol_dataclasses
-import attributes_doc._base as attributes_doc_original
 import pytest
-import requests
 import requests_mock
+from airbyte_cdk.models import AirbyteStateMessageSerializer, FailureType, Status, SyncMode
+from airbyte_cdk.test.entrypoint_wrapper import discover, read
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_commsmining import quick_start
-from source_commsmining.api import CmApi, CmStream
-from source_commsmining.source import SourceCommsmining
-from unit_tests.conftest import TOKEN, config, stream_url
+from source_commsmining import SourceCommsmining
+from unit_tests.conftest import BASE, batch, catalog, config, results_state, run_cli, stream_url
 
-
-# ------------------------------------------------------------------ quick_start (attribute docs)
-class Documented:
-    plain = 1
-    """The plain one."""
-
-    typed: int = 2
-    """The typed one."""
-
-    undocumented = 3
-    not_a_doc: int = 4
-    42
-
-    class Inner:
-        deep: str = "x"
-        """Nested class docs."""
+LOGGER = logging.getLogger("airbyte")
+STREAM = {"status": "ok", "stream": {"name": "triage", "model": {"version": 1}}}
 
 
-class Child(Documented):
-    typed: int = 5
-    """Overridden by the child."""
-
-    extra = 6
-    """Child only."""
-
-
-def make_local_class():
-    class Local:
-        inside = 1
-        """A class defined in a function."""
-
-    return Local
+def _mock_results(mock, *bodies):
+    mock.get(stream_url(action="")[:-1], json=STREAM)
+    mock.get(stream_url(), [{"json": body} for body in bodies])
+    mock.post(stream_url(action="advance"), json={"status": "ok"})
+    mock.post(stream_url(action="reset"), json={"status": "ok"})
 
 
-class WithFString:
-    value = 1
-    f"""{value} is not a docstring"""
-
-
-@pytest.mark.parametrize("cls", [Documented, Documented.Inner, Child, make_local_class(), int, object])
-def test_attribute_docs_equal_the_original(cls):
-    assert quick_start.get_attributes_doc(cls) == attributes_doc_original.get_attributes_doc(cls)
-
-
-def test_attribute_docs_are_found_at_all():
-    """Guards the equality test above against both sides returning {}."""
-    assert quick_start.get_attributes_doc(Child) == {
-        "plain": "The plain one.",
-        "typed": "Overridden by the child.",
-        "extra": "Child only.",
-    }
-
-
-def test_an_f_string_after_an_attribute_raises_like_the_original():
-    with pytest.raises(attributes_doc_original.FStringFound):
-        attributes_doc_original.get_attributes_doc(WithFString)
-    with pytest.raises(attributes_doc_original.FStringFound):
-        quick_start.get_attributes_doc(WithFString)
-
-
-def test_attribute_docs_equal_the_original_for_every_protocol_class():
-    classes = [value for value in vars(protocol_dataclasses).values() if isinstance(value, type)]
-    assert len(classes) > 30
-    for cls in classes:
-        assert quick_start.get_attributes_doc(cls) == attributes_doc_original.get_attributes_doc(cls), cls
-
-
-def test_the_connector_process_uses_it_and_serializes_the_same():
-    """In a fresh interpreter, importing the package installs the fast path before serpyco-rs loads."""
-    probe = (
-        "import source_commsmining, serpyco_rs._utils as u, attributes_doc;"
-        "from source_commsmining import quick_start;"
-        "assert u.get_attributes_doc.__wrapped__ is quick_start.get_attributes_doc;"
-        "from airbyte_cdk.models import AirbyteMessageSerializer, AirbyteMessage, Type, AirbyteLogMessage, Level;"
-        "print(AirbyteMessageSerializer.dump(AirbyteMessage(type=Type.LOG, log=AirbyteLogMessage(level=Level.INFO, message='m'))))"
-    )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "{'type': 'LOG', 'log': {'level': 'INFO', 'message': 'm'}}"
-
-
-# ------------------------------------------------------------------ api._settle_session
-def _api(monkeypatch, **env):
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    source = SourceCommsmining(catalog=None, config=config(), state=None, config_path=None)
-    return source._api(source._config)
-
-
-def test_the_environment_proxy_and_ca_bundle_are_honoured(monkeypatch, tmp_path):
-    bundle = tmp_path / "ca.pem"
-    bundle.write_text("")
-    api = _api(monkeypatch, HTTPS_PROXY="http://proxy.internal:3128", REQUESTS_CA_BUNDLE=str(bundle))
-    session = api._requesters["results_requester"]._http_client._session
-    assert session.trust_env is False  # asked once, not per call
-    assert session.proxies.get("https") == "http://proxy.internal:3128"
-    assert session.verify == str(bundle)
-
-
-def test_no_proxy_still_bypasses_the_proxy(monkeypatch):
-    api = _api(monkeypatch, HTTPS_PROXY="http://proxy.internal:3128", NO_PROXY="acme.reinfer.io")
-    session = api._requesters["results_requester"]._http_client._session
-    assert "https" not in session.proxies
-
-
-def test_every_call_and_every_retry_still_carries_the_token(monkeypatch, no_sleep):
-    api = _api(monkeypatch)
-    cm = CmStream("acme", "collections", "triage")
-    body = {"status": "ok", "results": [], "continuation": "c1", "more_results": False, "num_filtered": 0}
+# ------------------------------------------------------------------ the Source contract, no constructor arguments
+def test_a_source_built_with_no_arguments_checks_the_config_it_is_given():
     with requests_mock.Mocker() as mock:
-        mock.get(stream_url(), [{"status_code": 503, "json": {}}, {"json": body}])
-        mock.post(stream_url(action="advance"), json={"status": "ok"})
-        api.results(cm)
-        api.advance(cm, "c1")
-    assert len(mock.request_history) == 3
-    assert all(r.headers["Authorization"] == f"Bearer {TOKEN}" for r in mock.request_history)
-    assert isinstance(api._requesters["advance_requester"]._http_client._session, requests.Session)
+        mock.get(f"{BASE}/v1/sources", json={"status": "ok", "sources": []})
+        mock.get(stream_url(action="")[:-1], json=STREAM)
+        status = SourceCommsmining().check(LOGGER, config())
+        assert mock.call_count == 2
+    assert status.status == Status.SUCCEEDED, status.message
 
 
-# ------------------------------------------------------------------ messages.to_line and the read entrypoint
-def _record(data, **fields):
-    from airbyte_cdk.models import AirbyteMessage, AirbyteRecordMessage, Type
+def test_a_source_built_with_no_arguments_discovers_with_the_config_it_is_given():
+    streams = {s.name: s for s in discover(SourceCommsmining(), config()).catalog.catalog.streams}
+    assert streams["stream_results"].supported_sync_modes == [SyncMode.incremental]
+    assert {"sources", "stream_results", "comments"} <= set(streams)
 
-    return AirbyteMessage(type=Type.RECORD, record=AirbyteRecordMessage(stream="stream_results", data=data, emitted_at=7, **fields))
+
+def test_a_source_built_with_no_arguments_reads_with_the_config_and_state_it_is_given():
+    """The state given to `read` is the one resumed from (the old code read the constructor's, here none)."""
+    state = results_state([{"partition": {"project": "acme", "dataset": "collections", "stream": "triage"},
+                            "cursor": {"continuation": "c-state", "created_at": None}}])
+    cfg = config(rewind_on_resume=False)
+    with requests_mock.Mocker() as mock:
+        _mock_results(mock, batch(range(3), "c1", False))
+        output = read(SourceCommsmining(), cfg, catalog("stream_results"), state)
+        advances = [r.json() for r in mock.request_history if r.path.endswith("/advance")]
+    assert not output.errors, output.errors
+    assert len(output.records) == 3
+    assert advances[0] == {"sequence_id": "c-state"} and advances[-1] == {"sequence_id": "c1"}
 
 
+def test_a_missing_token_is_named_as_the_missing_field():
+    cfg = config()
+    del cfg["api_token"]
+    with pytest.raises(AirbyteTracedException) as raised:
+        SourceCommsmining().check(LOGGER, cfg)
+    assert raised.value.failure_type == FailureType.config_error
+    assert "`api_token`" in raised.value.message and "`api_endpoint`" not in raised.value.message
+
+
+def test_check_through_the_console_script_names_the_missing_field(capsys):
+    cfg = config()
+    del cfg["api_token"]
+    status = next(m["connectionStatus"] for m in run_cli(["check"], {"config": cfg}, capsys) if m["type"] == "CONNECTION_STATUS")
+    assert status["status"] == "FAILED" and "`api_token`" in status["message"] and "`api_endpoint`" not in status["message"]
+
+
+def test_configure_writes_no_config_file_with_the_token(tmp_path):
+    """The CDK's configure() writes config.json (token in clear) to its temporary directory: ours does not."""
+    source = SourceCommsmining()
+    assert source.configure(config(), str(tmp_path)) == config()
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ the spec (CAT's spec checks)
+def _objects(schema, path="spec"):
+    if isinstance(schema, dict):
+        if schema.get("type") == "object" or "properties" in schema:
+            yield path, schema
+        for key, value in schema.items():
+            yield from _objects(value, f"{path}.{key}")
+    elif isinstance(schema, list):
+        for index, value in enumerate(schema):
+            yield from _objects(value, f"{path}[{index}]")
+
+
+def test_every_object_in_the_spec_allows_additional_properties():
+    """CAT's test_additional_properties_is_true."""
+    spec = SourceCommsmining().spec(LOGGER).connectionSpecification
+    objects = dict(_objects(spec))
+    assert "spec.properties.streams.items" in objects
+    assert {path: o.get("additionalProperties") for path, o in objects.items() if o.get("additionalProperties") is not True} == {}
+
+
+def test_an_unknown_key_in_a_streams_entry_is_ignored_with_a_warning_naming_it(caplog):
+    entry = {"project": "acme", "dataset": "collections", "stream": "triage", "strem_filter": "x"}
+    with requests_mock.Mocker() as mock:
+        mock.get(f"{BASE}/v1/sources", json={"status": "ok", "sources": []})
+        mock.get(stream_url(action="")[:-1], json=STREAM)
+        with caplog.at_level(logging.WARNING, logger="airbyte"):
+            status = SourceCommsmining().check(LOGGER, config(streams=[entry]))
+    assert status.status == Status.SUCCEEDED
+    assert any("streams[0]" in r.getMessage() and "'strem_filter'" in r.getMessage() for r in caplog.records)
+
+
+# ------------------------------------------------------------------ states the CDK would silently ignore
 @pytest.mark.parametrize(
-    "message",
+    "state, words",
     [
-        _record({"uid": "a.1", "subject": None, "labels": [], "comment": {"x": None, "y": [None, {"z": None}]}}),
-        _record({"text": "caf\u00e9 \u2028 \U0001f600", "n": 1.5, "big": 2**63 - 1, "t": True}),
-        _record({"too_big_for_orjson": 2**70}),
-        _record({"uid": "a.1"}, namespace="ns"),
-        _record({}),
+        ({"stream_results": {"states": []}}, "legacy state shape"),
+        ([{"type": "LEGACY", "data": {"stream_results": {}}}], "type LEGACY"),
+        ([{"stream": {"stream_descriptor": {"name": "stream_results"}, "stream_state": {"states": []}}}], "no `type`"),
     ],
 )
-def test_to_line_writes_records_exactly_as_the_cdk(message):
-    from airbyte_cdk.entrypoint import AirbyteEntrypoint
-
-    from source_commsmining.messages import to_line
-
-    assert to_line(message) == AirbyteEntrypoint.airbyte_message_to_string(message)
-
-
-def test_to_line_writes_other_messages_exactly_as_the_cdk():
-    from airbyte_cdk.entrypoint import AirbyteEntrypoint
-    from airbyte_cdk.models import AirbyteStreamStatus
-
-    from source_commsmining import messages
-
-    for message in (
-        messages.state({"states": [{"partition": {"project": "p"}, "cursor": {"continuation": "c", "created_at": None}}]}),
-        messages.log("hello"),
-        messages.status(AirbyteStreamStatus.RUNNING),
-    ):
-        assert messages.to_line(message) == AirbyteEntrypoint.airbyte_message_to_string(message)
+def test_read_state_refuses_what_the_cdk_would_ignore(tmp_path, state, words):
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(state))
+    with pytest.raises(AirbyteTracedException) as raised:
+        SourceCommsmining.read_state(str(path))
+    assert raised.value.failure_type == FailureType.config_error
+    assert words in raised.value.message and "stream_results" in raised.value.message
 
 
-def test_the_read_entrypoint_prints_what_the_cdk_entrypoint_prints(tmp_path, monkeypatch):
-    """CommsminingEntrypoint.run('read') against AirbyteEntrypoint.run on the same source and API."""
-    import json
-
-    from airbyte_cdk.entrypoint import AirbyteEntrypoint
-    from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
-
-    from source_commsmining.run import CommsminingEntrypoint
-    from unit_tests.conftest import batch, catalog
-
-    monkeypatch.setattr("source_commsmining.messages.now_ms", lambda: 1)
-    monkeypatch.setattr("airbyte_cdk.utils.stream_status_utils.ab_datetime_now", lambda: _FixedNow(), raising=False)
-    paths = {"config": tmp_path / "config.json", "catalog": tmp_path / "catalog.json"}
-    paths["config"].write_text(json.dumps(config(rewind_on_resume=False)))
-    paths["catalog"].write_text(json.dumps(ConfiguredAirbyteCatalogSerializer.dump(catalog("stream_results"))))
-    argv = ["read", "--config", str(paths["config"]), "--catalog", str(paths["catalog"])]
-
-    def lines(run_method):
-        cfg = SourceCommsmining.read_config(str(paths["config"]))
-        source = SourceCommsmining(catalog=None, config=cfg, state=None, config_path=str(paths["config"]))
-        entrypoint = CommsminingEntrypoint(source)
-        with requests_mock.Mocker() as mock:
-            mock.get(stream_url(), [{"json": batch(range(3), "c1", True)}, {"json": batch([], "c1", False)}])
-            mock.post(stream_url(action="advance"), json={"status": "ok"})
-            return [_without_times(json.loads(line)) for line in run_method(entrypoint, entrypoint.parse_args(argv))]
-
-    ours, cdks = lines(CommsminingEntrypoint.run), lines(AirbyteEntrypoint.run)
-    assert sum(1 for line in ours if line["type"] == "RECORD") == 3
-    assert ours == cdks
+def test_read_state_still_reads_stream_and_global_states(tmp_path):
+    stream = {"type": "STREAM", "stream": {"stream_descriptor": {"name": "stream_results"}, "stream_state": {"states": []}}}
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps([stream]))
+    assert [AirbyteStateMessageSerializer.dump(m) for m in SourceCommsmining.read_state(str(path))] == [stream]
 
 
-class _FixedNow:
-    def to_epoch_millis(self):
-        return 1
-
-    def timestamp(self):
-        return 0.001
-
-
-def _without_times(message):
-    """emitted_at differs between two runs; everything else must not."""
-    for section in message.values():
-        if isinstance(section, dict):
-            section.pop("emitted_at", None)
-    return message
-
-
-def test_only_the_static_bearer_token_of_the_manifest_is_fixed(monkeypatch):
-    """A token that can change (a session token provider) must keep its live authenticator."""
-    from airbyte_cdk.sources.declarative.auth.token import BearerAuthenticator
-
-    from source_commsmining.api import _FixedHeaderAuth, _settle_session
-
-    api = _api(monkeypatch)
-    assert isinstance(api._requesters["results_requester"]._http_client._session.auth, _FixedHeaderAuth)
-
-    class RefreshingProvider:
-        def get_token(self):
-            return "changes"
-
-    source = SourceCommsmining(catalog=None, config=config(), state=None, config_path=None)
-    requester = source._api(source._config)._requesters["results_requester"]
-    live = BearerAuthenticator(token_provider=RefreshingProvider(), config={}, parameters={})
-    requester._http_client._session.auth = live
-    _settle_session(requester)
-    assert requester._http_client._session.auth is live
+# ------------------------------------------------------------------ no patches
+def test_importing_the_connector_patches_nothing():
+    """quick_start.py (a monkeypatch of attributes_doc, for start-up time) is gone."""
+    probe = (
+        "import gc; threshold = gc.get_threshold();"
+        "import attributes_doc, attributes_doc._base as base; original = attributes_doc.get_attributes_doc;"
+        "import source_commsmining.run;"
+        "assert attributes_doc.get_attributes_doc is original is base.get_attributes_doc;"
+        "assert gc.get_freeze_count() == 0 and gc.get_threshold() == threshold, gc.get_threshold()"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
