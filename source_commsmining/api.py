@@ -1,68 +1,26 @@
 """The calls `stream_results` makes, on top of the requesters declared in manifest.yaml.
 
-Retries, backoff, timeouts and error messages come from the manifest's error handler (the
-CDK's HttpClient); this module adds what the manifest cannot say: which body each call sends,
-and that a 2xx body must be a real answer (see envelope.py).
-
-The requesters' URL, query and headers are Jinja templates that the CDK renders (and parses
-back with ast.literal_eval) on every call; for one CM stream they never change during a sync,
-so `_Call` renders them once per stream and sends each batch's request straight to the
-requester's HttpClient. That was a sixth of the connector's CPU per batch.
-
-For the same reason `_settle_session` answers once per requester two questions that requests
-and the CDK would otherwise ask on every call: which proxy and CA bundle the environment
-wants for the API host, and what the Authorization header is (the CDK renders the token's
-Jinja template per request).
+Retries, backoff, timeouts, the response deadline and error messages come from the manifest's
+requesters (the CDK's HttpClient, sent through the public HttpRequester.send_request); this module
+adds what the manifest cannot say: which body each call sends, and that a 2xx body must be a real
+answer (see envelope.py).
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional
 
 import requests
 
-from airbyte_cdk.sources.declarative.auth.token import BearerAuthenticator
-from airbyte_cdk.sources.declarative.auth.token_provider import InterpolatedStringTokenProvider
 from airbyte_cdk.sources.declarative.models.declarative_component_schema import (
     HttpRequester as HttpRequesterModel,
 )
 from airbyte_cdk.sources.declarative.requesters.http_requester import HttpRequester
 from airbyte_cdk.sources.types import StreamSlice
 
-from source_commsmining.envelope import decode
-
-
-class _FixedHeaderAuth(requests.auth.AuthBase):
-    """A static bearer token's header, rendered once (still re-applied on every retry)."""
-
-    def __init__(self, header: Mapping[str, str]):
-        self._header = dict(header)
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers.update(self._header)
-        return request
-
-    def get_auth_header(self) -> Mapping[str, str]:
-        return self._header
-
-
-def _settle_session(requester: HttpRequester) -> None:
-    """Fixes the environment's proxy/TLS settings and the auth header of one requester's session.
-
-    Every call goes to the same host, and neither the environment (HTTPS_PROXY, NO_PROXY,
-    REQUESTS_CA_BUNDLE) nor a bearer token changes during a sync, so asking once is the same
-    answer for less work: requests scans os.environ twice per call otherwise.
-    """
-    session = requester._http_client._session
-    if session.trust_env:
-        settings = session.merge_environment_settings(requester.get_url_base(), {}, None, None, None)
-        session.proxies, session.verify, session.cert = settings["proxies"], settings["verify"], settings["cert"]
-        session.trust_env = False
-    auth = session.auth
-    # Only a bearer token read from the config is fixed; a session or refreshing token must stay live.
-    if isinstance(auth, BearerAuthenticator) and isinstance(auth.token_provider, InterpolatedStringTokenProvider):
-        session.auth = _FixedHeaderAuth(auth.get_auth_header())
+from source_commsmining.envelope import check_depth, decode
 
 REQUESTERS = ("sources_requester", "stream_requester", "results_requester", "advance_requester", "reset_requester")
+DEFAULT_MAX_RESULTS = 32
 
 
 @dataclass(frozen=True)
@@ -80,91 +38,71 @@ class CmStream:
     def as_partition(self) -> Dict[str, str]:
         return {"project": self.project, "dataset": self.dataset, "stream": self.stream}
 
-    def as_slice(self) -> StreamSlice:
-        return StreamSlice(partition={"cm_stream": self.as_partition()}, cursor_slice={})
-
-
-@dataclass(frozen=True)
-class _Call:
-    """One endpoint of one CM stream, rendered from the manifest once."""
-
-    requester: HttpRequester
-    url: str
-    headers: Mapping[str, Any]
-    params: Mapping[str, Any]
-
-    @classmethod
-    def render(cls, requester: HttpRequester, stream_slice: Optional[StreamSlice]) -> "_Call":
-        # The same rendering HttpRequester.send_request does (unit_tests/test_cdk_contract.py pins it).
-        return cls(
-            requester=requester,
-            url=requester._get_url(stream_slice=stream_slice),
-            headers=requester._request_headers(None, stream_slice, None, None),
-            params=requester._request_params(None, stream_slice, None, None),
-        )
-
-    def send(self, body: Optional[Mapping[str, Any]] = None, params: Optional[Mapping[str, Any]] = None) -> requests.Response:
-        """`params` (rendered values already) replace the rendered ones of the same name for this call."""
-        _, response = self.requester._http_client.send_request(
-            http_method=self.requester.get_method().value,
-            url=self.url,
-            request_kwargs={"stream": self.requester.stream_response},
-            headers=self.headers,
-            params={**self.params, **params} if params else self.params,
-            json=body,
-            dedupe_query_params=True,
-        )
-        return response
+    def as_slice(self, extra_fields: Optional[Mapping[str, Any]] = None) -> StreamSlice:
+        """The slice the manifest's stream requesters are rendered with; `extra_fields.max_results`
+        lowers the batch size of one /results call (the manifest reads it)."""
+        return StreamSlice(partition={"cm_stream": self.as_partition()}, cursor_slice={}, extra_fields=extra_fields)
 
 
 class CmApi:
-    """Stream calls for one reader thread (each thread gets its own HTTP session)."""
+    """Stream calls for one reader thread (each thread gets its own requesters, so its own HTTP session)."""
 
-    def __init__(self, requesters: Mapping[str, HttpRequester]):
+    def __init__(self, requesters: Mapping[str, HttpRequester], max_results: int = DEFAULT_MAX_RESULTS):
         self._requesters = requesters
-        for requester in requesters.values():
-            _settle_session(requester)
-        self._calls: Dict[Tuple[str, str], _Call] = {}
+        self._max_results = max_results
+        self._positions: Dict[str, str] = {}  # the continuation each stream was last advanced to, for messages
 
     @classmethod
     def from_manifest(cls, factory: Any, definitions: Mapping[str, Any], config: Mapping[str, Any]) -> "CmApi":
+        try:
+            max_results = int(config.get("max_results") or DEFAULT_MAX_RESULTS)
+        except (TypeError, ValueError):
+            max_results = DEFAULT_MAX_RESULTS
         return cls(
             {
                 name: factory.create_component(HttpRequesterModel, definitions[name], config, name="stream_results")
                 for name in REQUESTERS
-            }
+            },
+            max_results,
         )
 
-    def _call(self, name: str, cm: CmStream) -> _Call:
-        call = self._calls.get((name, cm.key))
-        if call is None:
-            call = self._calls[(name, cm.key)] = _Call.render(self._requesters[name], cm.as_slice())
-        return call
-
-    def _send(self, name: str, cm: CmStream, body: Optional[Mapping[str, Any]] = None) -> requests.Response:
-        return self._call(name, cm).send(body)
+    def _send(
+        self, name: str, stream_slice: Optional[StreamSlice], body: Optional[Mapping[str, Any]] = None
+    ) -> Optional[requests.Response]:
+        return self._requesters[name].send_request(stream_slice=stream_slice, request_body_json=body)
 
     def list_sources(self) -> Any:
-        return decode(_Call.render(self._requesters["sources_requester"], None).send(), required=("sources",))["sources"]
+        return decode(self._send("sources_requester", None), required=("sources",))["sources"]
+
+    def _context(self, cm: CmStream) -> str:
+        position = self._positions.get(cm.key)
+        return f"stream {cm.key}, " + (f"after continuation {position!r}" if position else "at its position when the sync started")
 
     def get_stream(self, cm: CmStream) -> Mapping[str, Any]:
-        return decode(self._send("stream_requester", cm), required=("stream",))["stream"]
+        return decode(self._send("stream_requester", cm.as_slice()), required=("stream",), context=f"stream {cm.key}")["stream"]
 
     def results(self, cm: CmStream, at_most: Optional[int] = None) -> Mapping[str, Any]:
-        """The next batch; `at_most` lowers the configured `max_results` for this call (a record cap's last batch)."""
-        call = self._call("results_requester", cm)
-        params = None
-        if at_most is not None and at_most < int(call.params.get("max_results") or 32):
-            params = {"max_results": str(max(1, at_most))}
-        return decode(call.send(params=params), required=("results", "continuation"))
+        """The next batch; `at_most` lowers the configured `max_results` for this call (a record cap's last batch).
+
+        A body that cannot be used fails here, before the reader sees it: nothing is delivered from
+        it and the stream is not advanced past it."""
+        extra = None
+        if at_most is not None and at_most < self._max_results:
+            extra = {"max_results": max(1, at_most)}
+        context = self._context(cm)
+        body = decode(self._send("results_requester", cm.as_slice(extra)), required=("results", "continuation"), context=context)
+        check_depth(body["results"], f"GET /results [{context}]")
+        return body
 
     def advance(self, cm: CmStream, continuation: str) -> None:
-        decode(self._send("advance_requester", cm, {"sequence_id": continuation}))
+        decode(self._send("advance_requester", cm.as_slice(), {"sequence_id": continuation}), context=self._context(cm))
+        self._positions[cm.key] = continuation
 
     def reset(self, cm: CmStream, created_at: str) -> bool:
         """Moves the stream back to `created_at`; False when the token may not reset (403)."""
-        response = self._send("reset_requester", cm, {"to_comment_created_at": created_at})
+        response = self._send("reset_requester", cm.as_slice(), {"to_comment_created_at": created_at})
         if response is not None and response.status_code == 403:
             return False
-        decode(response)
+        decode(response, context=f"stream {cm.key}, reset to {created_at!r}")
+        self._positions.pop(cm.key, None)
         return True

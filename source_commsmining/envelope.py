@@ -2,21 +2,28 @@
 
 A 2xx can still be an error (`"status": "error"`), an HTML page from a proxy, or a body that
 lacks the keys a reader relies on. Treating any of these as "no data" would end a sync early
-and silently, so each is an error with a message that says what came back.
+and silently, so each is an error with a message that says what came back, and where (the
+caller's `context`: which stream, from which position).
 
 Error statuses the manifest hands back instead of failing (a 400 from /advance) are errors
 here whatever their body says: an unexpected body must never turn a refusal into a success.
+Every text taken from the response is masked (errors.mask): a server may echo the token.
 """
 
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import orjson
 import requests
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from source_commsmining.errors import mask
+
 _SNIPPET = 120
 _NOT_JSON = object()
+# orjson parses up to 1024 levels, but a record that deep cannot be written out again (the CDK's
+# serializers stop near 255 and 1000 levels); no real comment comes near this.
+MAX_RESULT_DEPTH = 500
 
 
 class BadResponse(AirbyteTracedException):
@@ -36,46 +43,122 @@ def _where(response: requests.Response) -> str:
 
 
 def _snippet(response: requests.Response) -> str:
-    return repr(response.text[:_SNIPPET].replace("\n", " ")) if response.content else "an empty body"
+    if not response.content:
+        return "an empty body"
+    text = response.content[:_SNIPPET].decode("utf-8", errors="backslashreplace")
+    return mask(repr(text.replace("\n", " ")))
 
 
-def decode(response: requests.Response, required: Sequence[str] = ()) -> Mapping[str, Any]:
-    """Returns the JSON body of `response`, or raises BadResponse saying what was wrong."""
+def _what_is_wrong(response: requests.Response, error: Exception) -> str:
+    """Why the body could not be read as JSON, in words a user can act on."""
+    content = response.content or b""
+    reason = str(error)
+    charset = (requests.utils.get_encoding_from_headers(response.headers) or "").lower().replace("_", "-")
+    if not content.strip():
+        return "an empty body where JSON was expected"
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        declared = (
+            f" (its Content-Type declares charset {charset!r}; the API sends UTF-8)"
+            if charset and charset not in ("utf-8", "utf8", "iso-8859-1")  # requests' default for text/*
+            else ""
+        )
+        return f"a body that is not valid UTF-8{declared}: byte {bad.start} is {content[bad.start:bad.start + 1]!r}"
+    if "depth limit" in reason or "recursion" in reason.lower():
+        return "JSON nested deeper than the 1024 levels a parser accepts"
+    if "surrogate" in reason:
+        return f"JSON with a \\u escape that is half of a UTF-16 pair, not a character ({reason})"
+    return f"a body that is not JSON ({reason}): {_snippet(response)}. Is `api_endpoint` the tenant URL, and is a proxy in the way?"
+
+
+def decode(response: Optional[requests.Response], required: Sequence[str] = (), context: str = "") -> Mapping[str, Any]:
+    """Returns the JSON body of `response`, or raises BadResponse saying what was wrong and where."""
+    if response is None:
+        raise BadResponse(
+            message=f"The Communications Mining API gave no response{' (' + context + ')' if context else ''}.",
+            failure_type=FailureType.system_error,
+        )
     where = _where(response)
+    at = f" [{context}]" if context else ""
+    error: Optional[Exception] = None
     try:
         body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        body = _NOT_JSON
+    except orjson.JSONDecodeError as parse_error:
+        body, error = _NOT_JSON, parse_error
     if response.status_code >= 400:
         detail = body.get("message") if isinstance(body, dict) else _snippet(response)
         raise BadResponse(
-            message=f"The Communications Mining API refused {where}: {detail or 'no message'}",
+            message=mask(f"The Communications Mining API refused {where}: {detail or 'no message'}{at}"),
             failure_type=FailureType.system_error,
             status_code=response.status_code,
         )
     if body is _NOT_JSON:
-        snippet = _snippet(response)
         raise BadResponse(
-            message=f"The Communications Mining API returned a body that is not JSON for {where}: "
-            f"{snippet}. Is `api_endpoint` the tenant URL, and is a proxy in the way?",
+            message=mask(f"The Communications Mining API returned {_what_is_wrong(response, error)} for {where}{at}."),
             failure_type=FailureType.system_error,
         )
     if not isinstance(body, dict):
         raise BadResponse(
-            message=f"The Communications Mining API returned JSON that is not an object for {where}.",
+            message=f"The Communications Mining API returned JSON that is not an object ({type(body).__name__}) for {where}{at}.",
             failure_type=FailureType.system_error,
         )
     if body.get("status") == "error":
         raise BadResponse(
-            message=f"The Communications Mining API reported an error for {where}: "
-            f"{body.get('message') or 'no message'}",
+            message=mask(f"The Communications Mining API reported an error for {where}: {body.get('message') or 'no message'}{at}"),
             failure_type=FailureType.system_error,
         )
     missing = [key for key in required if key not in body]
     if missing:
         raise BadResponse(
-            message=f"The Communications Mining API answered {where} without {', '.join(missing)}; "
+            message=f"The Communications Mining API answered {where} without {', '.join(missing)}{at}; "
             "refusing to treat it as an empty result.",
             failure_type=FailureType.system_error,
         )
     return body
+
+
+def check_depth(results: Any, where: str) -> None:
+    """Refuses a batch holding a result too deeply nested to be written out as a record.
+
+    orjson.dumps stops at 255 levels, so it is a cheap first test: only a batch it refuses is walked.
+    """
+    if not isinstance(results, list):
+        return
+    try:
+        orjson.dumps(results)
+        return
+    except (orjson.JSONEncodeError, TypeError):
+        pass
+    for position, result in enumerate(results):
+        if _depth(result) > MAX_RESULT_DEPTH:
+            comment = result.get("comment") if isinstance(result, dict) else None
+            uid = comment.get("uid") if isinstance(comment, dict) else None
+            which = f"comment {uid!r} (result {position} of the batch)" if isinstance(uid, str) else f"result {position} of the batch"
+            raise BadResponse(
+                message=mask(
+                    f"The Communications Mining API returned {which} nested more than {MAX_RESULT_DEPTH} levels deep "
+                    f"for {where}; it cannot be written out as a record. The stream was not advanced past it: "
+                    "ask UiPath support to look at this comment, then sync again."
+                ),
+                failure_type=FailureType.system_error,
+            )
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value, without recursion (it may be 1024 levels deep)."""
+    deepest = 0
+    stack: list = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_RESULT_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest

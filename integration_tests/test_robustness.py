@@ -1,0 +1,243 @@
+"""The connector against a misbehaving API (issue #13): every case ends with a clear TRACE or a
+success, never a bare traceback or a hang; nothing is advanced past a batch that was not printed
+with its STATE; the token, in any form, appears nowhere in stdout or stderr.
+
+Each case runs the installed console script as a subprocess against misbehaving_server.py on
+loopback, with a subprocess timeout, small retry budgets and a lowered response deadline.
+"""
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+from integration_tests.conftest import CONNECTOR, Run, _parse, _write_files, configured_catalog
+from integration_tests.misbehaving_server import Answer, MisbehavingServer
+from source_commsmining.errors import secret_forms
+
+TOKEN = "tok-ROBUST-5e4d3c"
+TRIAGE = {"project": "acme", "dataset": "collections", "stream": "triage"}
+TRIAGE_KEY = "acme/collections/triage"
+TIMEOUT = 120  # seconds for one connector run: a hang fails the test instead of blocking CI
+
+
+def config(server: MisbehavingServer, token: str = TOKEN, **extra: Any) -> Dict[str, Any]:
+    cfg = {"api_endpoint": server.url, "api_token": token, "streams": [TRIAGE], "max_retries": 1, "retry_backoff_seconds": 0.05}
+    cfg.update(extra)
+    return cfg
+
+
+def run(command: str, cfg: Dict[str, Any], catalog=None, debug: bool = False, env: Optional[Dict[str, str]] = None) -> Run:
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [CONNECTOR, command] + _write_files(Path(tmp), cfg, catalog) + (["--debug"] if debug else [])
+        environment = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        environment.update(env or {})
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT, env=environment)
+    return Run(proc.returncode, _parse(proc.stdout), proc.stderr, proc.stdout)
+
+
+def error_of(result: Run) -> Optional[Dict[str, Any]]:
+    traces = [m["trace"]["error"] for m in result.of_type("TRACE") if m["trace"].get("type") == "ERROR"]
+    return traces[-1] if traces else None
+
+
+def advanced_without_state(server: MisbehavingServer, result: Run) -> List[Any]:
+    """Advances the server accepted whose continuation no printed STATE carries for that stream."""
+    printed = set()
+    for state in result.states:
+        blob = ((state.get("stream") or {}).get("stream_state")) or {}
+        for entry in blob.get("states", []) if isinstance(blob, dict) else []:
+            partition, cursor = entry.get("partition") or {}, entry.get("cursor") or {}
+            key = "/".join(str(partition.get(k)) for k in ("project", "dataset", "stream"))
+            printed.add((key, cursor.get("continuation")))
+    return [advance for advance in server.advances if advance not in printed]
+
+
+def check_invariants(server: MisbehavingServer, result: Run, token: str = TOKEN) -> Optional[Dict[str, Any]]:
+    """The three invariants of every case; returns the TRACE error (None on success)."""
+    output = result.raw + result.stderr
+    leaked = [form for form in secret_forms(token) if form in output]
+    assert not leaked, f"the token leaked as {leaked}"
+    assert "Traceback (most recent call last)" not in result.stderr, result.stderr[-3000:]
+    error = error_of(result)
+    assert result.returncode == 0 or error is not None, f"exit {result.returncode} without a TRACE: {result.stderr[-2000:]}"
+    assert advanced_without_state(server, result) == [], "advanced past a batch that was not printed with its STATE"
+    assert not server.overflowed, "the connector kept retrying past the test server's request budget"
+    return error
+
+
+# ------------------------------------------------------------------ the token, echoed by the server
+@pytest.mark.parametrize("status", [401, 403])
+@pytest.mark.parametrize("command", ["check", "discover", "read"])
+def test_a_token_echoed_in_an_error_body_is_printed_nowhere(command, status):
+    with MisbehavingServer() as server:
+        server.script("GET /v1/sources", Answer(status, echo_token=True))
+        server.script("GET results", Answer(status, echo_token=True))
+        server.script("GET stream", Answer(status, echo_token=True))
+        catalog = configured_catalog("sources", "stream_results") if command == "read" else None
+        result = run(command, config(server), catalog)
+        error = check_invariants(server, result)
+        assert server.requests or command == "discover", "the connector never called the server"
+    if command == "check":
+        status_message = result.of_type("CONNECTION_STATUS")
+        assert error is not None or (status_message and status_message[0]["connectionStatus"]["status"] == "FAILED")
+    elif command == "read":
+        assert error is not None and error["failure_type"] == "config_error"
+        assert ("401" in error["message"] or "403" in error["message"]), error["message"]
+
+
+def test_a_latin1_token_is_masked_in_the_debug_log_in_every_form():
+    token = "tökén-secret-77"
+    with MisbehavingServer() as server:
+        result = run("read", config(server, token=token), configured_catalog("sources", "stream_results"), debug=True)
+        error = check_invariants(server, result, token)
+        assert error is None, error
+        assert any(r.authorization.endswith("-secret-77") for r in server.requests)
+
+
+@pytest.mark.parametrize("command", ["check", "discover", "read"])
+def test_a_token_outside_latin1_is_refused_naming_api_token(command):
+    token = "tok€n-secret-77"
+    with MisbehavingServer() as server:
+        catalog = configured_catalog("stream_results") if command == "read" else None
+        result = run(command, config(server, token=token), catalog)
+        error = check_invariants(server, result, token)
+        assert not server.requests, "nothing may be sent with a token that cannot be sent"
+    assert error is not None and error["failure_type"] == "config_error", result.raw[-2000:]
+    assert "`api_token`" in error["message"] and "not a valid API token" in error["message"]
+
+
+# ------------------------------------------------------------------ transport
+def test_a_body_that_never_ends_fails_as_a_timeout_after_the_deadline_and_retries():
+    with MisbehavingServer() as server:
+        server.script("GET results", Answer(200, headers={"Content-Type": "application/json"}, trickle_seconds=20))
+        result = run(
+            "read", config(server), configured_catalog("stream_results"),
+            env={"SOURCE_COMMSMINING_RESPONSE_DEADLINE_SECONDS": "1.5"},
+        )
+        error = check_invariants(server, result)
+        results_calls = [r for r in server.requests if r.path.endswith("/results")]
+        assert server.advances == []
+    assert error is not None and error["failure_type"] == "transient_error", result.raw[-3000:]
+    assert "no complete response within 1.5 s" in error["message"] + (error.get("internal_message") or "")
+    assert len(results_calls) == 2  # the first try and max_retries: 1
+
+
+def test_a_retry_after_http_date_is_honoured():
+    with MisbehavingServer() as server:
+        # 4 s ahead when sent; the header has whole seconds, so 3 to 4 s (a numbers-only reader would wait ~1 s).
+        server.script("GET results", Answer(429, {"status": "error", "message": "slow down"}, retry_after_date_in=4), repeat_last=False)
+        result = run("read", config(server, max_retries=2), configured_catalog("stream_results"))
+        check_invariants(server, result)
+        calls = [r.at for r in server.requests if r.path.endswith("/results")]
+    assert result.returncode == 0, result.raw[-2000:]
+    assert calls[1] - calls[0] >= 2.5, f"retried after {calls[1] - calls[0]:.2f} s, not at the Retry-After date"
+
+
+# ------------------------------------------------------------------ config
+def test_whole_number_floats_are_sent_as_integers():
+    with MisbehavingServer() as server:
+        result = run("read", config(server, max_results=16.0, max_filtered=5.0, parallel_streams=2.0), configured_catalog("stream_results"))
+        error = check_invariants(server, result)
+        queries = [r.query for r in server.requests if r.path.endswith("/results")]
+    assert error is None, error
+    assert queries and all(q["max_results"] == ["16"] and q["max_filtered"] == ["5"] for q in queries), queries
+    assert len(result.uids()) == 5
+
+
+@pytest.mark.parametrize(
+    "extra, field",
+    [
+        ({"streams": [{"project": ".", "dataset": "collections", "stream": "triage"}]}, "streams[0].project"),
+        ({"streams": [{"project": "..", "dataset": "collections", "stream": "triage"}]}, "streams[0].project"),
+        ({"project": ".."}, "project"),
+    ],
+)
+def test_dot_names_are_refused_naming_the_field(extra, field):
+    with MisbehavingServer() as server:
+        result = run("check", config(server, **extra))
+        error = check_invariants(server, result)
+        assert not [r for r in server.requests if "/." in r.path]
+    message = error["message"] if error else result.of_type("CONNECTION_STATUS")[0]["connectionStatus"]["message"]
+    assert f"`{field}`" in message and "not a name" in message, message
+
+
+# ------------------------------------------------------------------ bodies the connector cannot use
+def _nested(depth: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(depth):
+        value = {"x": value}
+    return value
+
+
+def _too_deep_record(body: Dict[str, Any]) -> Dict[str, Any]:
+    body["results"][2]["comment"]["user_properties"] = {"string:x": "y", "nested": _nested(600)}
+    return body
+
+
+UNDECODABLE = {
+    "invalid UTF-8": (lambda body: json.dumps(body).encode().replace(b"message 0", b"message \xff\xfe"), "not valid UTF-8"),
+    "latin-1 charset": (
+        lambda body: json.dumps(body, ensure_ascii=False).replace("message 0", "méssage 0").encode("latin-1"),
+        "charset",
+    ),
+    "lone surrogate": (lambda body: json.dumps(body).replace("message 0", "message \\ud800").encode(), "half of a UTF-16 pair"),
+    "nested past the parser": (
+        lambda body: json.dumps(body)[:-1].encode() + b', "model": ' + b'{"x": ' * 1100 + b"1" + b"}" * 1100 + b"}",
+        "deeper than the 1024 levels",
+    ),
+    "record too deep to write": (_too_deep_record, "nested more than 500 levels"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNDECODABLE))
+def test_an_undecodable_results_body_fails_saying_what_and_where(case):
+    mutate, reason = UNDECODABLE[case]
+    with MisbehavingServer() as server:
+        if case == "latin-1 charset":
+            server.script("GET results", Answer(200, mutate(server.stream(TRIAGE_KEY).batch(32)), {"Content-Type": "application/json; charset=latin-1"}))
+        else:
+            server.mutate_results(TRIAGE_KEY, mutate)
+        result = run("read", config(server), configured_catalog("stream_results"))
+        error = check_invariants(server, result)
+        assert server.advances == []
+    assert error is not None, result.raw[-2000:]
+    assert reason in error["message"] and TRIAGE_KEY in error["message"], error["message"]
+    if case == "record too deep to write":
+        assert "0123456789abcdef.tria000000000002" in error["message"]
+    assert result.uids() == []
+
+
+SHAPES = {
+    "taxonomies a string": lambda body: _set(body, ["prediction", "taxonomies"], "default"),
+    "labels of strings": lambda body: _set(body, ["prediction", "taxonomies", 0, "labels"], ["x"]),
+    "messages a number": lambda body: _set(body, ["comment", "messages"], 5),
+    "created_at an integer": lambda body: _set(body, ["comment", "created_at"], 1700000000),
+    "comment a list": lambda body: _set(body, ["comment"], []),
+    "results an object": lambda body: {**body, "results": {"0": body["results"][0]}},
+    "continuation missing": lambda body: {k: v for k, v in body.items() if k != "continuation"},
+}
+
+
+def _set(body: Dict[str, Any], path: List[Any], value: Any) -> Dict[str, Any]:
+    for result in body["results"][1:2]:
+        target = result
+        for step in path[:-1]:
+            target = target[step]
+        target[path[-1]] = value
+    return body
+
+
+@pytest.mark.parametrize("case", sorted(SHAPES))
+def test_a_result_of_an_unexpected_shape_never_loses_or_hangs(case):
+    with MisbehavingServer() as server:
+        server.mutate_results(TRIAGE_KEY, SHAPES[case])
+        result = run("read", config(server), configured_catalog("stream_results"))
+        error = check_invariants(server, result)
+    if error is not None:
+        # Whatever the reader decides about the shape, the message says which stream.
+        assert TRIAGE_KEY in error["message"] or "stream_results" in error["message"], error["message"]
