@@ -9,11 +9,12 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 # Airbyte's connector QA checks (airbyte-internal-ops, ~860 MB with its dependencies): a venv of their
 # own, built only by `make qa`, never by `make test`. Pinned: the checks change between releases.
+CDK_LATEST_VENV := .venv-cdk-latest
 QA_VENV := .venv-qa
 QA_STAMP := $(QA_VENV)/.installed
 AIRBYTE_INTERNAL_OPS := airbyte-internal-ops==0.132.0
 
-.PHONY: install test unit integration chaos-large bench demo emulator docker-build qa clean
+.PHONY: install test test-cdk-latest unit integration chaos-large bench demo emulator docker-build qa clean
 
 # The emulator is a distribution of its own (emulator/pyproject.toml): installed here for the tests,
 # the demo and the benchmarks, never by `pip install .` at the root.
@@ -36,8 +37,19 @@ $(QA_STAMP):
 
 install: $(STAMP)  ## create .venv and install the package with its test and demo extras
 
-test: $(STAMP)  ## every test: unit, emulator, end-to-end, chaos (CI size)
+test: $(STAMP)  ## every test: unit, emulator, end-to-end, chaos (CI size), then the unit tests on the newest CDK 7.x
 	$(PY) -m pytest -q
+	$(MAKE) test-cdk-latest
+
+# The unit and CDK contract tests against the newest airbyte-cdk 7.x the pin admits (setup.py), in a
+# venv of its own upgraded on every run, so a CDK release that breaks a contract fails `make test`.
+test-cdk-latest:  ## unit and contract tests against the newest airbyte-cdk 7.x
+	test -x $(CDK_LATEST_VENV)/bin/python || $(PYTHON) -m venv $(CDK_LATEST_VENV)
+	$(CDK_LATEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CDK_LATEST_VENV)/bin/python -m pip install --quiet --upgrade --upgrade-strategy only-if-needed \
+		-e '.[tests]' -e ./emulator 'airbyte-cdk>=7.39.1,<8'
+	$(CDK_LATEST_VENV)/bin/python -c "from importlib.metadata import version; print('airbyte-cdk', version('airbyte-cdk'))"
+	$(CDK_LATEST_VENV)/bin/python -m pytest -q unit_tests
 
 unit: $(STAMP)
 	$(PY) -m pytest unit_tests
@@ -64,4 +76,4 @@ docker-build:  ## needs a Docker engine
 	docker build -t airbyte/source-commsmining:dev .
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) $(QA_VENV) *.egg-info .pytest_cache .demo
+	rm -rf $(VENV) $(BENCH_VENV) $(QA_VENV) $(CDK_LATEST_VENV) *.egg-info .pytest_cache .demo

@@ -229,8 +229,8 @@ REFERENCE_MODULES = "argparse, orjson, requests"  # what benchmarks/reference_re
 def startup_floor(repeats=5):
     """Seconds the connector's Python spends importing, before it can do any work.
 
-    `connector_import_s` is `import source_commsmining.run` (the CDK's declarative framework with
-    quick_start's fix, and the connector's own modules); `cdk_framework_import_s` is the plain CDK
+    `connector_import_s` is `import source_commsmining.run` (the CDK's declarative framework and the
+    connector's own modules); `cdk_framework_import_s` is the plain CDK
     framework, as any declarative connector imports it; `reference_import_s` is what the reference
     reader imports (already part of its wall time). Timed inside the process (interpreter start and
     exit are the reference's too), median of `repeats` runs.
@@ -329,8 +329,9 @@ def main(argv=None):
     ap.add_argument("--output", default=os.path.join(HERE, "results.json"))
     ap.add_argument("--quick", action="store_true", help="small sizes, skips the 1,000,000-comment RSS run")
     ap.add_argument("--throughput-comments", type=int, default=None, help="no-latency run size (default 100000)")
-    ap.add_argument("--latency-comments", type=int, default=None, help="20 ms run size (default 3000)")
-    ap.add_argument("--latency-ms", type=float, default=20.0)
+    ap.add_argument("--latency-comments", type=int, default=None, help="latency run size (default 3000)")
+    ap.add_argument("--latency-ms", type=float, default=100.0,
+                    help="latency added to every API call in the latency and multi-stream sections (default 100)")
     ap.add_argument("--repeats", type=int, default=None,
                     help="reference/connector pairs per throughput section, run alternately; medians are compared (3)")
     ap.add_argument("--sizes", default=None, help="comma-separated RSS sizes (default 10000,100000,1000000)")
@@ -370,14 +371,17 @@ def main(argv=None):
 
     if "throughput" in only:
         log("== throughput, %d comments, no latency, %d pairs" % (tp_n, repeats))
-        results["throughput_no_latency"] = dict(compare(tp_n, 0, repeats), goal=">= 0.8")
-        results["throughput_no_latency"]["goal_met"] = bool((results["throughput_no_latency"]["ratio"] or 0) >= 0.8)
+        # The goals are on steady-state throughput (after the first record); start-up is reported, not a goal.
+        results["throughput_no_latency"] = dict(compare(tp_n, 0, repeats), goal="ratio_after_first_record >= 0.8")
+        results["throughput_no_latency"]["goal_met"] = bool(
+            (results["throughput_no_latency"]["ratio_after_first_record"] or 0) >= 0.8)
         save()
 
     if "latency" in only:
         log("== throughput, %d comments, %g ms per call, %d pairs" % (lat_n, args.latency_ms, repeats))
-        results["throughput_latency"] = dict(compare(lat_n, args.latency_ms, repeats), goal=">= 0.95")
-        results["throughput_latency"]["goal_met"] = bool((results["throughput_latency"]["ratio"] or 0) >= 0.95)
+        results["throughput_latency"] = dict(compare(lat_n, args.latency_ms, repeats), goal="ratio_after_first_record >= 0.98")
+        results["throughput_latency"]["goal_met"] = bool(
+            (results["throughput_latency"]["ratio_after_first_record"] or 0) >= 0.98)
         floor = startup_floor(repeats=1 if q else 5)
         floor["ceiling_ratio"] = ceiling_ratio(results["throughput_latency"]["reference"]["wall_s"], floor)
         floor["note"] = ("ceiling_ratio: reference wall / (reference wall + connector_import_s - reference_import_s), "
@@ -424,15 +428,18 @@ def main(argv=None):
 
 def print_summary(r):
     rows = []
-    for key, title in (("throughput_no_latency", "no latency"), ("throughput_latency", "20 ms/call")):
+    for key in ("throughput_no_latency", "throughput_latency"):
         if key in r:
             x = r[key]
+            title = "%g ms/call" % x["latency_ms"] if x["latency_ms"] else "no latency"
             rows.append(("throughput %s, %d comments" % (title, x["comments"]),
                          "connector %.0f rec/s vs reference %.0f rec/s (medians of %d), ratio %s, %s after the "
                          "first record (goal %s) %s; pairs %s" % (
                              x["connector"]["records_per_s"], x["reference"]["records_per_s"], x["repeats"], x["ratio"],
                              x["ratio_after_first_record"], x["goal"], "OK" if x["goal_met"] else "MISSED",
                              x["pair_ratios"])))
+            rows.append(("  start-up (not a goal)", "first RECORD after %.2f s (connector) vs %.2f s (reference), "
+                         "medians' runs" % (x["connector"]["startup_s"] or 0, x["reference"]["startup_s"] or 0)))
             if "startup_floor" in x:
                 f = x["startup_floor"]
                 rows.append(("  start-up floor", "imports take %.2f s (the plain CDK framework alone %.2f s): ceiling "

@@ -17,8 +17,8 @@ import signal
 import sys
 import threading
 import traceback
-from datetime import datetime, timezone
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, List, Mapping, Optional, TextIO
 
 from airbyte_cdk.entrypoint import AirbyteEntrypoint

@@ -9,9 +9,13 @@
 2. The declarative source builds streams, requesters and its state manager from its
    constructor's arguments and keeps the transformed config as `_config`: SourceCommsmining
    builds a source for the arguments a call is given (`_for`) and reads `_config`.
+   `stream_results`' requesters are built from the manifest's definitions with the source's own
+   component factory (`_constructor`), so they share its message repository.
 3. AirbyteEntrypoint.check validates the config through `validate_connection` (a public static
    method CommsminingEntrypoint overrides to name the field), and replaces the secret filter's
    list at every verb (`set_up_secret_filter`), so the token's other forms are registered after it.
+4. The response deadline (transport.py) rides on requests' response hook and on the CDK's
+   HttpClient applying the session's auth to every attempt.
 """
 
 import json
@@ -106,6 +110,16 @@ def test_the_declarative_source_keeps_the_transformed_config_of_its_constructor(
     assert built._for(built._config) is built and SourceCommsmining()._for(config())._config == built._config
 
 
+def test_the_source_builds_requesters_from_the_manifest_definitions_with_its_component_factory():
+    from airbyte_cdk.sources.declarative.parsers.model_to_component_factory import ModelToComponentFactory
+    from airbyte_cdk.sources.declarative.requesters.http_requester import HttpRequester
+
+    source = SourceCommsmining(config=config())
+    assert isinstance(source._constructor, ModelToComponentFactory)
+    api = source._api(source._config)
+    assert all(isinstance(requester, HttpRequester) for requester in api._requesters.values()) and api._requesters
+
+
 def test_check_validates_through_the_overridable_validate_connection(tmp_path):
     cfg = config(max_results=33)
     path = tmp_path / "config.json"
@@ -123,3 +137,28 @@ def test_the_entrypoint_replaces_the_secret_list_and_register_secret_adds_the_fo
     assert filter_secrets(token) == "****"
     register_secret(token)
     assert filter_secrets(escaped) == "****"
+
+
+def test_the_response_hook_runs_before_requests_reads_the_body_and_can_fill_the_content():
+    """transport.read_within_deadline (the response deadline) stands on requests, not on CDK internals:
+    a response hook runs inside Session.send before the body is read, receives the send kwargs
+    (stream, timeout), and the content it stores is what Response.content returns."""
+    import inspect
+
+    import requests
+
+    send = inspect.getsource(requests.Session.send)
+    assert send.index('r = dispatch_hook("response", hooks, r, **kwargs)') < send.index("r.content")
+    assert "if self._content is False:" in inspect.getsource(requests.Response.content.fget)
+
+
+def test_the_http_client_applies_the_session_auth_to_every_attempt():
+    """The deadline hook is registered by the manifest's authenticator, so the CDK's HttpClient must
+    apply session.auth on the first attempt (prepare_request) and again on every retry."""
+    import inspect
+
+    from airbyte_cdk.sources.streams.http.http_client import HttpClient
+
+    assert "self._session.auth = authenticator" in inspect.getsource(HttpClient.__init__)
+    assert "self._session.prepare_request(" in inspect.getsource(HttpClient._create_prepared_request)
+    assert "self._session.auth(request)" in inspect.getsource(HttpClient._send)
