@@ -23,9 +23,12 @@ def test_sync_into_duckdb_twice_delivers_new_comments_only(emulator, tmp_path):
     )
     cache = ab.DuckDBCache(db_path=str(tmp_path / "sync.duckdb"), schema_name="commsmining")
     first = source.read(cache=cache)
-    assert len(first["stream_results"]) == 300 and len(first["sources"]) >= 2
+    assert len(first["sources"]) >= 2
+    before = [row["uid"] for row in cache["stream_results"]]
+    # The stream's queue holds a few comments twice (re-uploads); PyAirbyte keeps both versions of
+    # one sync, so the table is compared with what the stream served by uid.
+    assert set(before) == set(emulator.served_uids(**TRIAGE)) and len(before) >= 300
     uploaded = emulator.upload("acme", "inbox", 7)
     source.read(cache=cache)  # incremental: PyAirbyte hands back the state it stored
-    uids = [row["uid"] for row in cache["stream_results"]]
-    assert set(uploaded) <= set(uids)
-    assert len(uids) == len(set(uids)) == 307
+    after = [row["uid"] for row in cache["stream_results"]]
+    assert sorted(after) == sorted(before + uploaded), "the second sync must deliver the new comments only"
