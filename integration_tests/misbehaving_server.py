@@ -143,6 +143,17 @@ class MisbehavingServer:
         (a dict in, bytes or a JSON value out) before it is sent."""
         self._results_bodies[key] = mutate
 
+    def reset(self) -> None:
+        """Forget every script, request, advance and stream position (one server, many examples)."""
+        with self._lock:
+            self.requests.clear()
+            self.advances.clear()
+            self.overflowed = False
+            self._scripts.clear()
+            self._repeat.clear()
+            self._results_bodies.clear()
+            self._streams.clear()
+
     def stream(self, key: str) -> _Stream:
         with self._lock:
             if key not in self._streams:
@@ -275,7 +286,7 @@ class MisbehavingServer:
                 while time.monotonic() < ends and not self._closing.is_set():
                     handler.wfile.write(b" ")
                     handler.wfile.flush()
-                    time.sleep(0.1)
+                    self._closing.wait(0.1)
                 handler.close_connection = True
                 return
             handler.send_header("Content-Length", str(len(payload)))

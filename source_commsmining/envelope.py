@@ -69,7 +69,7 @@ def _what_is_wrong(response: requests.Response, error: Exception) -> str:
         return "JSON nested deeper than the 1024 levels a parser accepts"
     if "surrogate" in reason:
         return f"JSON with a \\u escape that is half of a UTF-16 pair, not a character ({reason})"
-    return f"a body that is not JSON ({reason}): {_snippet(response)}. Is `api_endpoint` the tenant URL, and is a proxy in the way?"
+    return f"a body that is not JSON ({reason}): {_snippet(response)}"
 
 
 def decode(response: Optional[requests.Response], required: Sequence[str] = (), context: str = "") -> Mapping[str, Any]:
@@ -95,7 +95,9 @@ def decode(response: Optional[requests.Response], required: Sequence[str] = (), 
         )
     if body is _NOT_JSON:
         raise BadResponse(
-            message=mask(f"The Communications Mining API returned {_what_is_wrong(response, error)} for {where}{at}."),
+            message=mask(f"The Communications Mining API returned {_what_is_wrong(response, error)} for {where}{at}. "
+                         "Check that `api_endpoint` is the tenant URL and that no proxy rewrites the answers; if it is, "
+                         "the API sent a broken answer: sync again, and if it persists, report it to UiPath support."),
             failure_type=FailureType.system_error,
         )
     if not isinstance(body, dict):
