@@ -71,17 +71,17 @@ def _interrupt(signum: int, frame: Any) -> None:
 class _MaskedStream:
     """sys.stdout / sys.stderr for the run: every write goes through errors.mask.
 
-    mask scans each line once per registered form of the token; a line without `probe` (a piece
-    of the token that every form contains, compared ignoring case) cannot hold any form, so most
-    records skip the scans.
+    mask scans each line once per registered form of the token; a line that holds neither probe (a
+    piece of the token that every form contains as is or, URL-encoded, lowercased) cannot hold any
+    form, so most records skip the scans.
     """
 
     def __init__(self, stream: TextIO, probe: Optional[str]):
         self._stream = stream
-        self._probe = probe
+        self._probes = None if probe is None else (probe, probe.lower())
 
     def write(self, text: str) -> int:
-        if self._probe is None or self._probe in text.lower():
+        if self._probes is None or self._probes[0] in text or self._probes[1] in text:
             text = mask(text)
         return self._stream.write(text)
 
@@ -95,7 +95,7 @@ class _MaskedStream:
 def _probe(token: Any) -> Optional[str]:
     runs = _PLAIN_RUN.findall(token) if isinstance(token, str) else []
     longest = max(runs, key=len, default="")
-    return longest.lower() if len(longest) >= _MIN_PROBE else None
+    return longest if len(longest) >= _MIN_PROBE else None
 
 
 def _trace(message: str, internal: str, failure_type: FailureType, stack_trace: Optional[str] = None) -> str:
