@@ -67,6 +67,11 @@ def check_invariants(server: MisbehavingServer, result: Run, token: str = TOKEN)
     assert result.returncode == 0 or error is not None, f"exit {result.returncode} without a TRACE: {result.stderr[-2000:]}"
     assert advanced_without_state(server, result) == [], "advanced past a batch that was not printed with its STATE"
     assert not server.overflowed, "the connector kept retrying past the test server's request budget"
+    if os.environ.get("ROBUSTNESS_TABLE"):  # one line per case, for the closing table
+        with open(os.environ["ROBUSTNESS_TABLE"], "a") as table:
+            table.write(json.dumps({"case": os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0], "outcome": "TRACE" if error else "success",
+                                    "failure_type": error and error.get("failure_type"), "message": (error or {}).get("message", "")[:300],
+                                    "advanced_without_state": 0, "token_printed": 0}) + "\n")
     return error
 
 
