@@ -119,11 +119,12 @@ def reference_cmd(emu, streams, max_results=32):
     return cmd
 
 
-def run_reader(cmd, expect=None, label=""):
+def run_reader(cmd, expect=None, label="", env=None):
     """Run cmd, count RECORD/STATE lines on its stdout; wall time start->exit; peak RSS of that child."""
     stderr_f = tempfile.TemporaryFile()
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_f, bufsize=0)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_f, bufsize=0,
+                            env=dict(os.environ, **env) if env else None)
     counts = {"records": 0, "states": 0, "first_record_t": None, "bytes": 0}
 
     def pump():
@@ -172,7 +173,7 @@ def run_reader(cmd, expect=None, label=""):
     return out
 
 
-def measure(kind, comments, latency_ms, streams=("triage",), extra_streams=0, parallel=4):
+def measure(kind, comments, latency_ms, streams=("triage",), extra_streams=0, parallel=4, env=None):
     """Fresh emulator subprocess, optional extra streams (model, at start), one reader run."""
     with EmulatorProcess(comments, latency_ms) as emu, tempfile.TemporaryDirectory(prefix="cm-bench-run-") as wd:
         streams = list(streams)
@@ -184,7 +185,7 @@ def measure(kind, comments, latency_ms, streams=("triage",), extra_streams=0, pa
         label = "%s n=%d lat=%gms streams=%d" % (kind, comments, latency_ms, len(streams))
         log("run %s" % label)
         cmd = connector_cmd(emu, streams, wd, parallel=parallel) if kind == "connector" else reference_cmd(emu, streams)
-        res = run_reader(cmd, expect=expect, label=label)
+        res = run_reader(cmd, expect=expect, label=label, env=env)
         res.update({"reader": kind, "comments": comments, "latency_ms": latency_ms, "streams": len(streams),
                     "expected_records": expect})
         if kind == "connector":
@@ -218,6 +219,34 @@ def compare(comments, latency_ms, repeats):
         "ratio_after_first_record": ratio(con["records_per_s_after_first_record"], ref["records_per_s_after_first_record"]),
         "records_per_s_each_run": {kind: [run["records_per_s"] for run in done] for kind, done in runs.items()},
         "pair_ratios": [ratio(c["records_per_s"], r["records_per_s"]) for r, c in zip(runs["reference"], runs["connector"])],
+    }
+
+
+def gc_tuning(comments, repeats):
+    """The connector with and without its collector tuning (run._tune_gc), alternately, no latency.
+
+    The one speed measure the connector keeps: it is kept only while it buys >= 10% of steady-state
+    throughput (benchmarks/README.md). CPU per 1,000 records is reported too: it is less sensitive
+    than records/s to what else the machine runs.
+    """
+    runs = {"tuned": [], "untuned": []}
+    for _ in range(repeats):
+        for kind, value in (("untuned", "0"), ("tuned", "1")):
+            run = measure("connector", comments, 0, env={"SOURCE_COMMSMINING_GC_TUNING": value})
+            run["cpu_ms_per_1k_records"] = round((run["cpu_user_s"] + run["cpu_sys_s"]) / max(run["records"], 1) * 1e6, 1)
+            runs[kind].append(run)
+
+    def median(kind, key):
+        values = sorted(run[key] or 0 for run in runs[kind])
+        return values[len(values) // 2]
+
+    return {
+        "comments": comments, "repeats": repeats, "runs": runs,
+        "gain_after_first_record": ratio(median("tuned", "records_per_s_after_first_record"),
+                                         median("untuned", "records_per_s_after_first_record")),
+        "cpu_ms_per_1k_records": {kind: median(kind, "cpu_ms_per_1k_records") for kind in runs},
+        "peak_rss_mb": {kind: median(kind, "peak_rss_mb") for kind in runs},
+        "goal": "gain_after_first_record >= 1.10, or the tuning goes",
     }
 
 
@@ -340,7 +369,7 @@ def main(argv=None):
     ap.add_argument("--connector", default=None,
                     help="the source-commsmining console script to measure (make bench: one installed like the "
                          "Docker image, without the test and demo extras)")
-    ap.add_argument("--only", default="throughput,latency,rss,multi,capacity",
+    ap.add_argument("--only", default="throughput,latency,rss,multi,gc,capacity",
                     help="comma-separated subset of sections to run")
     args = ap.parse_args(argv)
     global CONNECTOR
@@ -403,6 +432,12 @@ def main(argv=None):
                                    "goal_met": bool(scaling.get("4") and scaling["4"] >= 3.0)}
         save()
 
+    if "gc" in only:
+        log("== collector tuning on/off, %d comments, no latency, %d pairs" % (tp_n, repeats))
+        results["gc_tuning"] = gc_tuning(tp_n, repeats)
+        results["gc_tuning"]["goal_met"] = bool((results["gc_tuning"]["gain_after_first_record"] or 0) >= 1.10)
+        save()
+
     if "rss" in only:
         log("== peak RSS at sizes %s" % sizes)
         runs = {}
@@ -454,6 +489,11 @@ def print_summary(r):
         rows.append(("multi-stream @%gms" % x["latency_ms"],
                      ", ".join("%s: %.0f rec/s (x%s)" % (k, v["records_per_s"], x["speedup_vs_1"][k])
                                for k, v in x["runs"].items()) + " (goal %s) %s" % (x["goal"], "OK" if x["goal_met"] else "MISSED")))
+    if "gc_tuning" in r:
+        x = r["gc_tuning"]
+        rows.append(("collector tuning", "steady-state x%s with it (goal %s) %s; CPU per 1k records %s; RSS %s" % (
+            x["gain_after_first_record"], x["goal"], "OK" if x["goal_met"] else "MISSED", x["cpu_ms_per_1k_records"],
+            x["peak_rss_mb"])))
     if "emulator_capacity" in r:
         rows.append(("emulator capacity", ", ".join("%s: %.0f res/s" % (k, v["results_per_s"])
                                                    for k, v in r["emulator_capacity"].items())))

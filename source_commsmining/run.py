@@ -11,7 +11,9 @@ where messages are written:
 - a source that cannot even be built (a bad config or state file) still ends with a TRACE.
 """
 
+import gc
 import logging
+import os
 import re
 import signal
 import sys
@@ -130,7 +132,7 @@ def _source(args: List[str], config: Optional[Mapping[str, Any]]) -> SourceComms
     )
 
 
-def _messages(args: List[str]) -> Iterator[str]:
+def _messages(args: List[str], tune_gc: bool = False) -> Iterator[str]:
     """Every line of the run, in order; a failure to start becomes a TRACE."""
     try:
         config = _read_config(args)
@@ -145,8 +147,24 @@ def _messages(args: List[str]) -> Iterator[str]:
             f"source-commsmining could not start: {error}", str(error), FailureType.config_error, traceback.format_exc()
         )
         raise _Failed()
+    if tune_gc:
+        _tune_gc()
     entrypoint = CommsminingEntrypoint(source)
     yield from entrypoint.run(entrypoint.parse_args(args))
+
+
+def _tune_gc() -> None:
+    """Python's collector, set for a read: ~15% less CPU per record, RSS unchanged (benchmarks/README.md).
+
+    What exists once the source is built (the CDK, its models, the parsed manifest: ~110k objects)
+    lives until exit: frozen, full collections stop re-walking it, and a young generation of 10,000
+    rather than 700 lets a batch in flight (~2,000 containers, freed by reference counting) pass
+    without a collection. No CDK internals involved. `SOURCE_COMMSMINING_GC_TUNING=0` turns it off,
+    which is how `make bench` measures it.
+    """
+    if os.environ.get("SOURCE_COMMSMINING_GC_TUNING", "1") != "0":
+        gc.freeze()
+        gc.set_threshold(10_000, 10, 10)
 
 
 class _Failed(Exception):
@@ -189,6 +207,8 @@ def masked_output(token: Any) -> Iterator[Callable[[str], None]]:
 
 
 def run(args: Optional[List[str]] = None) -> None:
+    """The console script (no `args`: the process is the connector's own, so its collector is tuned), or in-process."""
+    own_process = args is None
     args = sys.argv[1:] if args is None else args
     exit_code = 0
     token = None
@@ -202,7 +222,7 @@ def run(args: Optional[List[str]] = None) -> None:
         handlers = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         with masked_output(token) as write:
-            lines = _messages(args)
+            lines = _messages(args, tune_gc=own_process)
             try:
                 for line in lines:
                     write(line)
