@@ -5,8 +5,10 @@ byte every 100 ms would never time out. `DeadlineBearerAuthenticator` (the manif
 authenticator, so every requester has it) registers a requests response hook on each request, a
 public requests mechanism (HTTPDigestAuth does the same), that reads the body under an overall
 deadline. Past it the hook shuts the socket and raises ResponseDeadlineExceeded, a
-requests.ReadTimeout: the CDK's error handler retries it like any timeout, then fails the stream
-with a transient_error, and the reader, which never saw the batch, advances nothing.
+requests.ReadTimeout: the manifest's error handler (`TransportAwareErrorHandler`) retries it like
+any timeout, then fails the stream with a transient_error, and the reader, which never saw the
+batch, advances nothing. The body the hook read becomes the response's content (requests'
+`_content`, which unit_tests/test_cdk_contract.py pins), so nothing downstream changes.
 
 The CDK's WaitTimeFromHeader only reads numbers; `RetryAfter` reads `Retry-After` in both forms
 RFC 9110 allows (seconds, or an HTTP date), with the same cap.
@@ -36,7 +38,7 @@ from source_commsmining.errors import mask, register_secret
 # Tests lower it (a subprocess through the environment); never above the read timeout.
 DEADLINE_ENV = "SOURCE_COMMSMINING_RESPONSE_DEADLINE_SECONDS"
 DEFAULT_DEADLINE_SECONDS = 240.0
-_READ_SIZE = 1 << 20
+_READ_SIZE = 1 << 16  # per read1; larger buffers would be mmap'ed and unmapped on every call
 
 
 class ResponseDeadlineExceeded(requests.exceptions.ReadTimeout):
