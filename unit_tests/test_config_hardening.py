@@ -1,0 +1,57 @@
+"""Config cases from issue #13: whole-number floats, dot segments as names, tokens an HTTP header cannot carry."""
+
+import pytest
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from source_commsmining import SourceCommsmining
+from source_commsmining.config import AddApiBaseUrl, validate_config
+from unit_tests.conftest import config
+
+
+def _spec():
+    import logging
+
+    return SourceCommsmining().spec(logging.getLogger("test")).connectionSpecification
+
+
+def test_whole_number_floats_become_integers_in_the_transformation_and_in_validation():
+    cfg = config(max_results=16.0, max_filtered=5.0, parallel_streams=2.0, max_records_per_sync=100.0, max_retries=3.0)
+    transformed = dict(cfg)
+    AddApiBaseUrl().transform(transformed)
+    validated = dict(cfg)
+    validate_config(validated, _spec())
+    for result in (transformed, validated):
+        values = [result[k] for k in ("max_results", "max_filtered", "parallel_streams", "max_records_per_sync", "max_retries")]
+        assert values == [16, 5, 2, 100, 3] and all(type(v) is int for v in values)
+
+
+def test_a_fractional_integer_setting_is_refused_naming_the_field():
+    with pytest.raises(AirbyteTracedException) as raised:
+        validate_config(config(max_results=16.5), _spec())
+    assert "`max_results`" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"project": "."}, "project"),
+        ({"streams": [{"project": "..", "dataset": "collections", "stream": "triage"}]}, "streams[0].project"),
+    ],
+)
+def test_dot_segments_are_refused_naming_the_field(overrides, field):
+    with pytest.raises(AirbyteTracedException) as raised:
+        validate_config(config(**overrides), _spec())
+    assert raised.value.failure_type.value == "config_error"
+    assert f"`{field}`" in raised.value.message and "not a name" in raised.value.message
+
+
+@pytest.mark.parametrize("token", ["tok€n-secret-77", "token-“quoted”", "tok\u200ben"])
+def test_a_token_an_http_header_cannot_carry_is_refused_without_repeating_it(token):
+    with pytest.raises(AirbyteTracedException) as raised:
+        validate_config(config(api_token=token), _spec())
+    assert raised.value.failure_type.value == "config_error" and "`api_token`" in raised.value.message
+    assert token not in raised.value.message and token not in (raised.value.internal_message or "")
+
+
+def test_a_latin1_token_is_accepted():
+    validate_config(config(api_token="tökén-secret-77"), _spec())
