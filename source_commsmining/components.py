@@ -1,12 +1,14 @@
-"""Custom components the manifest names: the `/results` record extractor."""
+"""Custom components the manifest names: the `/results` record extractor and the label_defs `parent`."""
 
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, MutableMapping
+from typing import Any, Dict, Iterable, Mapping, MutableMapping, Optional
 from urllib.parse import unquote, urlsplit
 
 import requests
 from airbyte_cdk.sources.declarative.extractors.record_extractor import RecordExtractor
+from airbyte_cdk.sources.declarative.transformations import RecordTransformation
+from airbyte_cdk.sources.types import StreamSlice
 
 from source_commsmining.envelope import decode
 from source_commsmining.records import build_records
@@ -19,7 +21,8 @@ class ResultsExtractor(RecordExtractor):
     """Builds `stream_results` records from a `/results` page (used by the declarative peek).
 
     The CM stream a record came from is read off the request path, which the manifest's
-    `results_requester` builds from the partition.
+    `results_requester` builds from the partition. A peek does not read the stream definition,
+    so its records have no `model_version`; a sync's do.
     """
 
     def extract_records(self, response: requests.Response) -> Iterable[MutableMapping[Any, Any]]:
@@ -29,3 +32,22 @@ class ResultsExtractor(RecordExtractor):
             raise ValueError(f"not a /results URL: {urlsplit(response.request.url).path}")
         names = {key: unquote(value) for key, value in match.groupdict().items()}
         yield from build_records(body, names["project"], names["dataset"], names["stream"])
+
+
+@dataclass
+class LabelParent(RecordTransformation):
+    """Adds a label definition's `parent`: its name without the last ` > ` level, or null at the top level.
+
+    Not an AddFields template: the CDK reads a rendered value as a Python literal, so a parent
+    named "2024" would become a number, and typed as a string a null parent would become "None".
+    """
+
+    def transform(
+        self,
+        record: Dict[str, Any],
+        config: Optional[Mapping[str, Any]] = None,
+        stream_state: Optional[Mapping[str, Any]] = None,
+        stream_slice: Optional[StreamSlice] = None,
+    ) -> None:
+        name = record.get("name")
+        record["parent"] = (name.rpartition(" > ")[0] or None) if isinstance(name, str) else None
