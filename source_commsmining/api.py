@@ -6,8 +6,8 @@ adds what the manifest cannot say: which body each call sends, and that a 2xx bo
 answer (see envelope.py).
 """
 
-from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import requests
 
@@ -44,11 +44,48 @@ class CmStream:
         return StreamSlice(partition={"cm_stream": self.as_partition()}, cursor_slice={}, extra_fields=extra_fields)
 
 
+@dataclass
+class _Endpoint:
+    """One of the manifest's stream requesters, as two objects built from its definition.
+
+    `declared` is the requester as the manifest declares it: it renders the path, the query and the
+    headers (the public get_path / get_request_params / get_request_headers). `bare` is the same
+    definition without those templates: it sends what `declared` rendered (the public
+    send_request's path, request_params and request_headers), with the manifest's authenticator,
+    retries, timeouts and error handling. For one CM stream they never change during a sync, so
+    they are rendered once per slice rather than on every call (the CDK renders every Jinja
+    template again per request: a tenth of the connector's CPU with no latency).
+    """
+
+    declared: HttpRequester
+    bare: HttpRequester
+    rendered: Dict[Tuple[str, Tuple[Tuple[str, Any], ...]], Tuple[str, Mapping[str, Any], Mapping[str, Any]]] = field(
+        default_factory=dict
+    )
+
+    def send(self, cm: Optional["CmStream"], stream_slice: Optional[StreamSlice], body: Optional[Mapping[str, Any]]) -> Optional[requests.Response]:
+        key = ("" if cm is None else cm.key, tuple(sorted((stream_slice.extra_fields or {}).items())) if stream_slice else ())
+        rendered = self.rendered.get(key)
+        if rendered is None:
+            rendered = self.rendered[key] = (
+                self.declared.get_path(stream_slice=stream_slice),
+                self.declared.get_request_params(stream_slice=stream_slice),
+                self.declared.get_request_headers(stream_slice=stream_slice),
+            )
+        path, params, headers = rendered
+        return self.bare.send_request(
+            stream_slice=stream_slice, path=path, request_params=params, request_headers=headers, request_body_json=body
+        )
+
+
+_RENDERED_OPTIONS = ("path", "request_parameters", "request_headers")
+
+
 class CmApi:
     """Stream calls for one reader thread (each thread gets its own requesters, so its own HTTP session)."""
 
-    def __init__(self, requesters: Mapping[str, HttpRequester], max_results: int = DEFAULT_MAX_RESULTS):
-        self._requesters = requesters
+    def __init__(self, endpoints: Mapping[str, _Endpoint], max_results: int = DEFAULT_MAX_RESULTS):
+        self._endpoints = endpoints
         self._max_results = max_results
         self._positions: Dict[str, str] = {}  # the continuation each stream was last advanced to, for messages
 
@@ -58,18 +95,29 @@ class CmApi:
             max_results = int(config.get("max_results") or DEFAULT_MAX_RESULTS)
         except (TypeError, ValueError):
             max_results = DEFAULT_MAX_RESULTS
-        return cls(
-            {
-                name: factory.create_component(HttpRequesterModel, definitions[name], config, name="stream_results")
-                for name in REQUESTERS
-            },
-            max_results,
-        )
+
+        def build(definition: Mapping[str, Any]) -> HttpRequester:
+            return factory.create_component(HttpRequesterModel, definition, config, name="stream_results")
+
+        endpoints = {}
+        for name in REQUESTERS:
+            definition = definitions[name]
+            # The base URL is one literal for the whole sync: the CDK stops rendering a plain string.
+            bare = {key: value for key, value in definition.items() if key not in _RENDERED_OPTIONS}
+            base_url = config.get("api_base_url")
+            if isinstance(base_url, str) and "{" not in base_url:
+                bare["url_base"] = base_url
+            endpoints[name] = _Endpoint(declared=build(definition), bare=build({**bare, "path": ""}))
+        return cls(endpoints, max_results)
+
+    def requester(self, name: str) -> HttpRequester:
+        """The requester that sends `name`'s calls (its authenticator, error handler and backoff)."""
+        return self._endpoints[name].bare
 
     def _send(
-        self, name: str, stream_slice: Optional[StreamSlice], body: Optional[Mapping[str, Any]] = None
+        self, name: str, stream_slice: Optional[StreamSlice], body: Optional[Mapping[str, Any]] = None, cm: Optional["CmStream"] = None
     ) -> Optional[requests.Response]:
-        return self._requesters[name].send_request(stream_slice=stream_slice, request_body_json=body)
+        return self._endpoints[name].send(cm, stream_slice, body)
 
     def list_sources(self) -> Any:
         return decode(self._send("sources_requester", None), required=("sources",))["sources"]
@@ -79,7 +127,7 @@ class CmApi:
         return f"stream {cm.key}, " + (f"after continuation {position!r}" if position else "at its position when the sync started")
 
     def get_stream(self, cm: CmStream) -> Mapping[str, Any]:
-        return decode(self._send("stream_requester", cm.as_slice()), required=("stream",), context=f"stream {cm.key}")["stream"]
+        return decode(self._send("stream_requester", cm.as_slice(), cm=cm), required=("stream",), context=f"stream {cm.key}")["stream"]
 
     def results(self, cm: CmStream, at_most: Optional[int] = None) -> Mapping[str, Any]:
         """The next batch; `at_most` lowers the configured `max_results` for this call (a record cap's last batch).
@@ -90,17 +138,17 @@ class CmApi:
         if at_most is not None and at_most < self._max_results:
             extra = {"max_results": max(1, at_most)}
         context = self._context(cm)
-        body = decode(self._send("results_requester", cm.as_slice(extra)), required=("results", "continuation"), context=context)
+        body = decode(self._send("results_requester", cm.as_slice(extra), cm=cm), required=("results", "continuation"), context=context)
         check_depth(body["results"], f"GET /results [{context}]")
         return body
 
     def advance(self, cm: CmStream, continuation: str) -> None:
-        decode(self._send("advance_requester", cm.as_slice(), {"sequence_id": continuation}), context=self._context(cm))
+        decode(self._send("advance_requester", cm.as_slice(), {"sequence_id": continuation}, cm), context=self._context(cm))
         self._positions[cm.key] = continuation
 
     def reset(self, cm: CmStream, created_at: str) -> bool:
         """Moves the stream back to `created_at`; False when the token may not reset (403)."""
-        response = self._send("reset_requester", cm.as_slice(), {"to_comment_created_at": created_at})
+        response = self._send("reset_requester", cm.as_slice(), {"to_comment_created_at": created_at}, cm)
         if response is not None and response.status_code == 403:
             return False
         decode(response, context=f"stream {cm.key}, reset to {created_at!r}")

@@ -29,6 +29,7 @@ from airbyte_cdk.models import Status, Type
 from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 
 from source_commsmining import SourceCommsmining
+from source_commsmining.api import REQUESTERS
 from source_commsmining.errors import register_secret
 from source_commsmining.run import CommsminingEntrypoint
 from unit_tests.conftest import config
@@ -117,7 +118,7 @@ def test_the_source_builds_requesters_from_the_manifest_definitions_with_its_com
     source = SourceCommsmining(config=config())
     assert isinstance(source._constructor, ModelToComponentFactory)
     api = source._api(source._config)
-    assert all(isinstance(requester, HttpRequester) for requester in api._requesters.values()) and api._requesters
+    assert all(isinstance(api.requester(name), HttpRequester) for name in REQUESTERS)
 
 
 def test_check_validates_through_the_overridable_validate_connection(tmp_path):

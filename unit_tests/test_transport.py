@@ -72,7 +72,7 @@ def test_no_retry_after_leaves_the_wait_to_the_next_strategy():
 
 def test_the_manifest_uses_the_date_aware_strategy_first():
     source = SourceCommsmining(config=config())
-    strategies = source._api(source._config)._requesters["results_requester"].error_handler.backoff_strategies
+    strategies = source._api(source._config).requester("results_requester").error_handler.backoff_strategies
     assert isinstance(strategies[0], RetryAfter)
 
 
