@@ -206,6 +206,19 @@ def masked_output(token: Any) -> Iterator[Callable[[str], None]]:
                 handler.setStream(PRINT_BUFFER)
 
 
+def _discard_stdout() -> None:
+    """Points the stdout file descriptor at /dev/null, so the interpreter's last flush has nowhere to fail."""
+    stdout = sys.__stdout__
+    if stdout is None:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def run(args: Optional[List[str]] = None) -> None:
     """The console script (no `args`: the process is the connector's own, so its collector is tuned), or in-process."""
     own_process = args is None
@@ -228,6 +241,8 @@ def run(args: Optional[List[str]] = None) -> None:
                     write(line)
             except _Failed:
                 exit_code = 1
+            except BrokenPipeError:
+                raise  # nobody reads stdout any more: see below
             except Interrupted as stop:
                 _close(lines)  # the entrypoint's temporary directory is removed here
                 write(
@@ -246,6 +261,12 @@ def run(args: Optional[List[str]] = None) -> None:
                 exit_code = 1
             finally:
                 _close(lines)
+    except BrokenPipeError:
+        # The reader of stdout went away (a platform that stopped the sync, or PyAirbyte once it has the
+        # one message it asked for). Nothing written from here on could be delivered, and nothing is read
+        # or advanced after a write fails; end quietly instead of with a traceback nobody can read.
+        _discard_stdout()
+        exit_code = 1
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
