@@ -2,7 +2,9 @@
 
 Starts the Communications Mining emulator (a separate process on 127.0.0.1), runs `check`, then a
 real sync of `sources` and `stream_results` through PyAirbyte into a local DuckDB file, prints a
-summary, and stops the emulator. Run it twice: the second sync only gets new comments.
+summary (rows per stream under the primary key [project, dataset, stream, uid], how many rows have
+each promoted column filled, the top labels), and stops the emulator. Run it twice: the second sync
+only gets new comments.
 """
 
 import json
@@ -42,6 +44,43 @@ def start_emulator() -> "tuple[subprocess.Popen, str, str]":
     return proc, ready.read_text().strip(), token
 
 
+PROMOTED = ("comment_id", "source_id", "thread_id", "created_at", "timestamp", "last_modified", "subject", "sender",
+            "message_count", "model_version", "labels", "stream_labels", "general_fields")
+
+
+def print_keys(results: "list[dict]") -> None:
+    """Rows per Communications Mining stream under the key [project, dataset, stream, uid]."""
+    print("\nstream_results, one row per (stream, comment): primary key [project, dataset, stream, uid]")
+    streams = sorted({(r["project"], r["dataset"], r["stream"]) for r in results})
+    for project, dataset, stream in streams:
+        mine = [r for r in results if (r["project"], r["dataset"], r["stream"]) == (project, dataset, stream)]
+        print(f"  {project}/{dataset}/{stream:<14} {len(mine):>6} rows  {len({r['uid'] for r in mine}):>6} distinct comments")
+    keys = {(r["project"], r["dataset"], r["stream"], r["uid"]) for r in results}
+    uids = {r["uid"] for r in results}
+    print(
+        f"  in all: {len(results)} rows, {len(keys)} distinct keys, {len(uids)} distinct comments: "
+        f"{len(keys) - len(uids)} comments are in more than one stream (a row in each)"
+        + (
+            f"; {len(results) - len(keys)} rows are a stream delivering a comment again (a re-upload), the same key, "
+            "one row in a destination that deduplicates on it"
+            if len(results) > len(keys)
+            else ""
+        )
+    )
+
+
+def print_promoted_columns(results: "list[dict]") -> None:
+    """How many rows have each promoted column filled: none should be empty on every row."""
+    def filled(value: object) -> bool:
+        return value not in (None, "", "[]", [])
+
+    counts = {column: sum(1 for r in results if filled(r.get(column))) for column in PROMOTED}
+    print("\npromoted columns filled (rows with a value / rows):")
+    print("  " + ", ".join(f"{column} {n}/{len(results)}" for column, n in counts.items()))
+    versions = sorted({str(r.get("model_version")) for r in results})
+    print(f"  model_version (from each stream's definition): {', '.join(versions)}")
+
+
 def main() -> None:
     import airbyte as ab
 
@@ -73,6 +112,9 @@ def main() -> None:
                     "  FROM commsmining.stream_results) GROUP BY label ORDER BY n DESC LIMIT 5"
                 )
             ).fetchall()
+            results = [dict(row._mapping) for row in connection.execute(text("SELECT * FROM commsmining.stream_results"))]
+        print_keys(results)
+        print_promoted_columns(results)
         print("\ntop predicted labels (meeting the stream threshold):")
         for label, count in rows:
             print(f"  {count:>6}  {label}")
