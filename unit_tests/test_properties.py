@@ -187,7 +187,8 @@ def _expected_general_fields(prediction: Optional[Dict[str, Any]]):
             "taxonomy": taxonomy["name"],
             "name": field["name"],
             "value": None if field["value"] is None else field["value"]["formatted"],
-            "confidence": field["confidence"],
+            # A plain number (the API's shape); the older `{value}` object is read too, on purpose.
+            "confidence": field["confidence"]["value"] if isinstance(field["confidence"], dict) else field["confidence"],
         }
         for taxonomy in (prediction or {}).get("taxonomies", [])
         for field in taxonomy["general_fields"]
