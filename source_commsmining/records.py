@@ -156,11 +156,15 @@ def _flatten_fast(prediction: Any) -> Tuple[List[Dict[str, Any]], List[str], Lis
     general_fields: List[Dict[str, Any]] = []
     if prediction is None:
         return labels, stream_labels, general_fields
-    for taxonomy in prediction["taxonomies"]:
+    taxonomies = prediction["taxonomies"]
+    if taxonomies.__class__ is not list:  # an empty string or object would iterate as nothing
+        raise _Odd
+    for taxonomy in taxonomies:
         taxonomy_name = taxonomy["name"]
-        if taxonomy_name.__class__ is not str:
+        labels_in, fields_in = taxonomy["labels"], taxonomy["general_fields"]
+        if taxonomy_name.__class__ is not str or labels_in.__class__ is not list or fields_in.__class__ is not list:
             raise _Odd
-        for label in taxonomy["labels"]:
+        for label in labels_in:
             name = label["name"]
             occurrence = label["occurrence_confidence"]
             thresholds = occurrence["thresholds"]
@@ -187,7 +191,7 @@ def _flatten_fast(prediction: Any) -> Tuple[List[Dict[str, Any]], List[str], Lis
             )
             if meets:
                 stream_labels.append(name)
-        for field in taxonomy["general_fields"]:
+        for field in fields_in:
             name = field["name"]
             value = field["value"]
             if value is not None:

@@ -166,7 +166,7 @@ def _expected_labels(prediction: Optional[Dict[str, Any]]):
     for taxonomy in (prediction or {}).get("taxonomies", []):
         for label in taxonomy["labels"]:
             thresholds = label["occurrence_confidence"]["thresholds"]
-            name = label["name"]
+            name = "" if label["name"] is None else label["name"]  # a null name is the empty string
             labels.append({
                 "taxonomy": taxonomy["name"],
                 "name": name,
@@ -185,7 +185,7 @@ def _expected_general_fields(prediction: Optional[Dict[str, Any]]):
     return [
         {
             "taxonomy": taxonomy["name"],
-            "name": field["name"],
+            "name": "" if field["name"] is None else field["name"],  # a null name is the empty string
             "value": None if field["value"] is None else field["value"]["formatted"],
             # A plain number (the API's shape); the older `{value}` object is read too, on purpose.
             "confidence": field["confidence"]["value"] if isinstance(field["confidence"], dict) else field["confidence"],
