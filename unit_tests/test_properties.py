@@ -291,12 +291,14 @@ def test_a_mutated_results_body_gives_records_with_named_empty_columns_or_a_clea
         return
     assert mutated == sent
     assert len(records) == len(mutated["results"])
-    named = {uid: set(columns) for uid, columns in problems}
+    named: List[Any] = []
     for record, result in zip(records, mutated["results"]):
         comment = result["comment"]
         assert record["comment"] is comment and record["prediction"] is result.get("prediction")
-        assert record == _build_carefully(result, "acme", "collections", "triage", 7, [], record["uid"])
-        odd = named.get(record["uid"], set())
+        own: List[Any] = []  # this result's odd columns (two results may share a uid)
+        assert record == _build_carefully(result, "acme", "collections", "triage", 7, own, record["uid"])
+        named += own
+        odd = set(own[0][1]) if own else set()
         for column, key in TEXT_COLUMNS.items():
             raw = comment.get(key)
             if isinstance(raw, str):
@@ -316,6 +318,7 @@ def test_a_mutated_results_body_gives_records_with_named_empty_columns_or_a_clea
             continue  # not the documented shape: the comparisons above are what holds
         for column in PROMOTED:
             assert record[column] == expected[column] or column in odd or record[column] in (None, [])
+    assert named == problems  # the batch's warning names exactly the odd columns of each result
 
 
 def test_one_batch_warning_names_each_odd_comment_and_its_columns():
