@@ -153,8 +153,9 @@ class SourceCommsmining(YamlDeclarativeSource):
         if results:
             if results[0].sync_mode != SyncMode.incremental:
                 raise config_error(
-                    "stream_results can only be synced incrementally (append, or append + dedup on uid): a full "
-                    "refresh would replace the table with just the comments new since the last sync."
+                    "stream_results can only be synced incrementally (append, or append + dedup on its primary key "
+                    "[project, dataset, stream, uid]): a full refresh would replace the table with just the comments "
+                    "new since the last sync."
                 )
             # Refuse a state that does not fit before touching anything.
             results_state = ResultsState.parse(ConnectorStateManager(state).get_stream_state(RESULTS_STREAM, None))
