@@ -88,15 +88,19 @@ def test_resuming_from_an_older_state_delivers_everything_after_it_again(backwar
         assert emu.stream_state("acme", "collections", "triage")["resets"] == 1
 
 
-def test_without_reset_permission_it_warns_and_relies_on_advance():
+def test_a_refused_reset_warns_and_relies_on_advance():
+    """A reset needs what reading needs, so the API's 403 is injected (as for a token without
+    "Consume streams"/"View labels" on the project, or another refusal)."""
+    refusal = "Forbidden: missing permission 'View labels' on project 'acme'"
     with Emulator(seed=5, comments=200, scenario="default", backward_advance="accept") as emu:
-        token = emu.add_token(permissions=["View sources", "Consume streams", "View labels"])
-        cfg = connector_config(emu, api_token=token, max_results=16)
+        cfg = connector_config(emu, max_results=16)
         first = run_connector("read", config=cfg, catalog=CATALOG)
+        emu.inject(Fault(route="reset", kind="status", status=403, body=refusal, times=1))
         second = run_connector("read", config=cfg, catalog=CATALOG, state=[first.states[2]])
         assert second.returncode == 0
         warnings = [m["log"]["message"] for m in second.of_type("LOG") if m["log"]["level"] == "WARN"]
-        assert any("Modify streams" in w for w in warnings)
+        assert any(refusal in w and "'Consume streams' and 'View labels' permissions on project 'acme'" in w for w in warnings)
+        assert emu.stream_state("acme", "collections", "triage")["resets"] == 0
         assert set(first.uids()[48:]) <= set(second.uids())  # the server accepted the older token
 
 

@@ -7,7 +7,13 @@ from commsmining_emulator import Emulator, Fault
 from integration_tests.conftest import RAW, TRIAGE, URGENT, configured_catalog, connector_config, run_connector
 
 CATALOG = configured_catalog("stream_results")
-NO_RESET = ["View sources", "Consume streams", "View labels"]
+# A reset needs what reading needs, so a token that reads can reset: the emulator refuses it by fault
+# injection, as the API does for a token without those permissions on the project (or another reason).
+RESET_REFUSAL = "Forbidden: missing permission 'View labels' on project 'acme'"
+
+
+def _refuse_the_next_reset(emu):
+    emu.inject(Fault(route="reset", kind="status", status=403, body=RESET_REFUSAL, times=1))
 
 
 def _warnings(run):
@@ -42,35 +48,42 @@ def _refusing_server_after_a_failed_commit(emu, cfg):
     return first, uploaded
 
 
-@pytest.mark.parametrize("why", ["no reset permission", "rewind off"])
+@pytest.mark.parametrize("why", ["reset refused", "rewind off"])
 def test_a_stream_that_cannot_be_moved_back_to_the_committed_state_fails_and_skips_nothing(why):
     with Emulator(seed=5, comments=200, scenario="default", backward_advance="refuse") as emu:
-        extra = {"api_token": emu.add_token(permissions=NO_RESET)} if why == "no reset permission" else {"rewind_on_resume": False}
+        extra = {} if why == "reset refused" else {"rewind_on_resume": False}
         cfg = connector_config(emu, max_results=16, **extra)
         first, uploaded = _refusing_server_after_a_failed_commit(emu, cfg)
         position = _position(emu, TRIAGE)
+        if why == "reset refused":
+            _refuse_the_next_reset(emu)
 
         second = run_connector("read", config=cfg, catalog=CATALOG, state=[first.states[2]])
         assert second.returncode != 0
         error = _trace(second)
         assert error["failure_type"] == "config_error"
         assert "acme/collections/triage" in error["message"] and "HTTP 400" in error["message"]
-        assert "Modify streams" in error["message"] and "skip_uncommitted_on_refused_resume" in error["message"]
+        assert "'Consume streams' and 'View labels' permissions on project 'acme'" in error["message"]
+        assert "Modify streams" not in error["message"] and "skip_uncommitted_on_refused_resume" in error["message"]
+        if why == "reset refused":
+            assert RESET_REFUSAL in error["message"]  # the API's own reason, quoted
         assert second.records == [] and _position(emu, TRIAGE) == position  # nothing read, nothing consumed
 
-        # The way back the message gives: a token that may reset, with rewind on.
+        # The way back the message gives: a reset the API accepts, with rewind on.
         recovered = run_connector("read", config=connector_config(emu, max_results=16), catalog=CATALOG,
                                   state=[first.states[2]])
         assert recovered.returncode == 0, _error(recovered) or recovered.stderr[-2000:]
         assert set(first.uids()[48:]) | set(uploaded) <= set(recovered.uids())
 
 
-@pytest.mark.parametrize("why", ["no reset permission", "rewind off"])
+@pytest.mark.parametrize("why", ["reset refused", "rewind off"])
 def test_skip_uncommitted_on_refused_resume_goes_on_from_the_current_position_with_a_warning(why):
     with Emulator(seed=5, comments=200, scenario="default", backward_advance="refuse") as emu:
-        extra = {"api_token": emu.add_token(permissions=NO_RESET)} if why == "no reset permission" else {"rewind_on_resume": False}
+        extra = {} if why == "reset refused" else {"rewind_on_resume": False}
         cfg = connector_config(emu, max_results=16, skip_uncommitted_on_refused_resume=True, **extra)
         first, uploaded = _refusing_server_after_a_failed_commit(emu, cfg)
+        if why == "reset refused":
+            _refuse_the_next_reset(emu)
         second = run_connector("read", config=cfg, catalog=CATALOG, state=[first.states[2]])
         assert second.returncode == 0, _error(second) or second.stderr[-2000:]
         assert any("refused to advance to the state's continuation" in w and "HTTP 400" in w

@@ -17,7 +17,8 @@ from airbyte_cdk.sources.declarative.models.declarative_component_schema import 
 from airbyte_cdk.sources.declarative.requesters.http_requester import HttpRequester
 from airbyte_cdk.sources.types import StreamSlice
 
-from source_commsmining.envelope import check_depth, decode
+from source_commsmining.envelope import BadResponse, check_depth, decode
+from source_commsmining.errors import describe
 
 REQUESTERS = ("sources_requester", "stream_requester", "results_requester", "advance_requester", "reset_requester")
 DEFAULT_MAX_RESULTS = 32
@@ -146,11 +147,16 @@ class CmApi:
         decode(self._send("advance_requester", cm.as_slice(), {"sequence_id": continuation}, cm), context=self._context(cm))
         self._positions[cm.key] = continuation
 
-    def reset(self, cm: CmStream, created_at: str) -> bool:
-        """Moves the stream back to `created_at`; False when the token may not reset (403)."""
+    def reset(self, cm: CmStream, created_at: str) -> Optional[str]:
+        """Moves the stream back to `created_at`: None when done; on a 403 (not fatal: the reader warns and
+        goes on) the API's refusal, masked, so the user sees which permission the API named."""
+        context = f"stream {cm.key}, reset to {created_at!r}"
         response = self._send("reset_requester", cm.as_slice(), {"to_comment_created_at": created_at}, cm)
         if response is not None and response.status_code == 403:
-            return False
-        decode(response, context=f"stream {cm.key}, reset to {created_at!r}")
+            try:
+                decode(response, context=context)
+            except BadResponse as refused:
+                return describe(refused)
+        decode(response, context=context)
         self._positions.pop(cm.key, None)
-        return True
+        return None

@@ -114,6 +114,14 @@ def _is_config_error(error: BaseException) -> bool:
     return isinstance(error, AirbyteTracedException) and error.failure_type == FailureType.config_error
 
 
+def _reset_permissions(cm: CmStream) -> str:
+    """UiPath's reset page: a reset needs what consuming needs; "Modify streams" only changes a stream's definition."""
+    return (
+        f"A reset needs the 'Consume streams' and 'View labels' permissions on project '{cm.project}' (the same as "
+        "reading the stream); if the token has them, the API refused the reset for the reason it gives."
+    )
+
+
 class ResultsReader:
     def __init__(
         self,
@@ -451,15 +459,16 @@ class ResultsReader:
         comments silently.
         """
         watermark = cursor.get("created_at")
-        rewound = False
+        rewound, refusal = False, None
         if self._rewind and watermark:
-            rewound = api.reset(cm, watermark)
-            if not rewound:
+            refusal = api.reset(cm, watermark)
+            rewound = refusal is None
+            if refusal:
                 yield (
                     _Log(
-                        f"stream_results {cm.key}: the API token may not reset streams (403; it needs the 'Modify streams' "
-                        "permission), so the stream cannot be moved back to the state the destination committed. Going on "
-                        "from the continuation only, which moves it back if the server accepts the older token.",
+                        f"stream_results {cm.key}: the API refused to reset the stream (403: {refusal}), so it cannot be "
+                        f"moved back to the state the destination committed. {_reset_permissions(cm)} Going on from the "
+                        "continuation only, which moves it back if the server accepts the older token.",
                         Level.WARN,
                     )
                 )
@@ -469,7 +478,7 @@ class ResultsReader:
             if error.status_code != 400:
                 raise
             if not rewound and not self._skip_uncommitted:
-                raise self._refused_resume(cm, watermark, error) from error
+                raise self._refused_resume(cm, watermark, error, refusal) from error
             refused = f"stream_results {cm.key}: the API refused to advance to the state's continuation ({describe(error)}). "
             going_on = (
                 "Going on from the reset watermark; a few comments may be delivered again."
@@ -479,7 +488,9 @@ class ResultsReader:
             )
             yield _Log(refused + going_on, Level.WARN)
 
-    def _refused_resume(self, cm: CmStream, watermark: Optional[str], error: BadResponse) -> AirbyteTracedException:
+    def _refused_resume(
+        self, cm: CmStream, watermark: Optional[str], error: BadResponse, refusal: Optional[str] = None
+    ) -> AirbyteTracedException:
         """The config_error of a stream that cannot be put back where the destination committed, with the ways out that apply."""
         if not watermark:
             why = "the state has no created_at watermark to reset to (no comment of this stream was delivered yet)"
@@ -487,13 +498,15 @@ class ResultsReader:
         elif not self._rewind:
             why = "rewind_on_resume is off"
             recover = (
-                "turn rewind_on_resume on (the token needs the 'Modify streams' permission), or reset the stream in "
-                f"Communications Mining by hand to {watermark}"
+                f"turn rewind_on_resume on (a reset needs the same 'Consume streams' and 'View labels' permissions on "
+                f"project '{cm.project}' as reading the stream), or reset the stream in Communications Mining by hand to {watermark}"
             )
         else:
-            why = "the token may not reset streams (403)"
+            why = f"the API refused to reset it (403: {refusal or 'no message'})"
             recover = (
-                f"give the token the 'Modify streams' permission, or reset the stream in Communications Mining by hand to {watermark}"
+                f"give the token the 'Consume streams' and 'View labels' permissions on project '{cm.project}' (a reset "
+                "needs what reading needs) or, if it has them, resolve what the API's refusal says; or reset the stream "
+                f"in Communications Mining by hand to {watermark}"
             )
         return AirbyteTracedException(
             message=(

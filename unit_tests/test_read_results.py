@@ -6,6 +6,7 @@ import requests_mock
 from airbyte_cdk.models import AirbyteStateBlob, FailureType, SyncMode, Type
 
 from unit_tests.conftest import (
+    TOKEN,
     definition,
     BASE,
     batch,
@@ -179,17 +180,23 @@ def test_resume_resets_to_the_watermark_then_advances_to_the_continuation_before
     assert {"partition": {"project": "old", "dataset": "gone", "stream": "x"}, "cursor": {"continuation": "zz", "created_at": None}} in final
 
 
-def test_resume_without_reset_permission_warns_and_only_advances():
+def test_resume_with_a_refused_reset_warns_and_only_advances():
+    """A reset needs what reading needs (UiPath's reset page): the warning names those permissions
+    and quotes the API's own reason, masked (a server may echo the token)."""
     state = results_state([{"partition": {"project": "acme", "dataset": "collections", "stream": "triage"},
                             "cursor": {"continuation": "b7", "created_at": "2024-02-01T00:00:07Z"}}])
+    refusal = f"Forbidden: missing permission 'View labels' on project 'acme' (token {TOKEN})"
     with requests_mock.Mocker() as m:
-        m.post(stream_url(action="reset"), status_code=403, json={"status": "error", "message": "missing permission 'Modify streams'"})
+        m.post(stream_url(action="reset"), status_code=403, json={"status": "error", "message": refusal})
         advance = m.post(stream_url(action="advance"), json={"status": "ok"})
         m.get(stream_url(), json=batch([], "b7", False))
         output = run_read(config(), catalog("stream_results"), state=state)
     assert not output.errors
     assert advance.request_history[0].json() == {"sequence_id": "b7"}
-    assert any("Modify streams" in log.log.message for log in output.logs)
+    [warning] = [log.log.message for log in output.logs if "refused to reset" in log.log.message]
+    assert "'Consume streams' and 'View labels' permissions on project 'acme'" in warning
+    assert "Forbidden: missing permission 'View labels' on project 'acme'" in warning
+    assert "Modify streams" not in warning and TOKEN not in warning
 
 
 def test_rewind_can_be_turned_off():

@@ -122,17 +122,22 @@ def test_only_a_400_at_resume_is_a_refusal_any_other_bad_answer_fails_the_sync(a
     "cursor, overrides, reset_status, says, does_not_say",
     [
         # No watermark: no reset is possible whatever the permissions, so only a reset by hand helps.
-        ({"continuation": "b7", "created_at": None}, {}, None, "no created_at watermark", "Modify streams"),
+        ({"continuation": "b7", "created_at": None}, {}, None, "no created_at watermark", "permission"),
         ({"continuation": "b7", "created_at": "2024-02-01T00:00:07Z"}, {"rewind_on_resume": False}, None,
-         "turn rewind_on_resume on", "no created_at watermark"),
+         "turn rewind_on_resume on (a reset needs the same 'Consume streams' and 'View labels' permissions on project 'acme'",
+         "no created_at watermark"),
+        # A reset needs what reading needs ("Modify streams" only changes a definition); the API's reason is quoted.
         ({"continuation": "b7", "created_at": "2024-02-01T00:00:07Z"}, {}, 403,
-         "give the token the 'Modify streams' permission", "turn rewind_on_resume on"),
+         "refused to reset it (403: The Communications Mining API refused POST", "turn rewind_on_resume on"),
+        ({"continuation": "b7", "created_at": "2024-02-01T00:00:07Z"}, {}, 403,
+         "give the token the 'Consume streams' and 'View labels' permissions on project 'acme'", "Modify streams"),
     ],
 )
 def test_a_refused_resume_without_a_reset_fails_with_the_ways_out_that_apply(cursor, overrides, reset_status, says, does_not_say):
     state = results_state([{"partition": {"project": "acme", "dataset": "collections", "stream": "triage"}, "cursor": cursor}])
     with requests_mock.Mocker() as m:
-        reset = m.post(stream_url(action="reset"), status_code=reset_status or 200, json={"status": "ok"})
+        reset = m.post(stream_url(action="reset"), status_code=reset_status or 200,
+                       json={"status": "error", "message": "Forbidden: reset refused"} if reset_status else {"status": "ok"})
         m.post(stream_url(action="advance"), status_code=400, json={"status": "error", "message": "Invalid sequence_id"})
         results = m.get(stream_url(), json=batch([8], "b8", False))
         output = run_read(config(**overrides), catalog("stream_results"), state=state, expecting_exception=True)

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 
 from . import generator as g
 
-ALL_PERMISSIONS = ["View sources", "View labels", "Consume streams", "Modify streams"]
+ALL_PERMISSIONS = ["View sources", "View labels", "Consume streams"]  # every permission a served route checks
 DEFAULT_TOKEN = "emulator-token"
 DEFAULT_MODEL_VERSION = 3
 SAME_CREATED_EVERY = 50  # every 50th generated comment shares created_at with its predecessor

@@ -224,11 +224,18 @@ def test_reset_by_created_at_and_permission(fresh):
         assert [r["comment"]["created_at"] for r in j["results"]][idx] == first["created_at"] >= target[:19]
     r = s.post(fresh.url + STREAMS + "/triage/reset", json={"to_comment_created_at": "yesterday"})
     assert r.status_code == 400
-    tok = fresh.add_token("tok-no-reset", permissions=["View sources", "Consume streams", "View labels"])
-    r = session(fresh, tok).post(fresh.url + STREAMS + "/triage/reset", json={"to_comment_created_at": target})
-    assert r.status_code == 403
-    assert r.json() == {"status": "error", "message": "Forbidden: missing permission 'Modify streams' on project 'acme'"}
+    # A reset needs what consuming needs (UiPath's reset page), not "Modify streams" nor "View sources".
+    for perms, missing in ((["View sources", "View labels"], "Consume streams"),
+                           (["View sources", "Consume streams"], "View labels")):
+        tok = fresh.add_token(None, permissions=perms)
+        r = session(fresh, tok).post(fresh.url + STREAMS + "/triage/reset", json={"to_comment_created_at": target})
+        assert r.status_code == 403
+        assert r.json() == {"status": "error", "message": "Forbidden: missing permission '%s' on project 'acme'" % missing}
     assert fresh.stream_state("acme", "collections", "triage")["resets"] == 3
+    tok = fresh.add_token(None, permissions=["Consume streams", "View labels"])
+    r = session(fresh, tok).post(fresh.url + STREAMS + "/triage/reset", json={"to_comment_created_at": target})
+    assert r.status_code == 200, r.text
+    assert fresh.stream_state("acme", "collections", "triage")["resets"] == 4
 
 
 def test_reset_to_shared_created_at(fresh):
