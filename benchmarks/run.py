@@ -96,7 +96,7 @@ def catalog():
         "stream": {"name": "stream_results", "json_schema": {}, "supported_sync_modes": ["incremental"],
                    "source_defined_cursor": True, "default_cursor_field": ["created_at"]},
         "sync_mode": "incremental", "destination_sync_mode": "append_dedup",
-        "cursor_field": ["created_at"], "primary_key": [["uid"]]}]}
+        "cursor_field": ["created_at"], "primary_key": [["project"], ["dataset"], ["stream"], ["uid"]]}]}
 
 
 def connector_cmd(emu, streams, workdir, max_results=32, parallel=4):

@@ -401,7 +401,9 @@ class ResultsReader:
         """
         model = api.get_stream(cm).get("model")
         version = model.get("version") if isinstance(model, dict) else None
-        if version is not None and version.__class__ not in (int, str):
+        if version.__class__ is str and version.strip().isdigit():
+            version = int(version)  # the API's models say integer; a numeric string is read as one
+        if version is not None and version.__class__ is not int:
             yield _Log(
                 f"stream_results {cm.key}: the stream definition's model.version is {version!r}, not a number; "
                 "model_version is left empty.",

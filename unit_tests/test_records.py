@@ -130,6 +130,14 @@ def test_model_version_comes_from_the_stream_definition_read_once_per_sync():
     assert queue.definition_reads == 1  # three batches, one read
 
 
+@pytest.mark.parametrize("version, expected, warned", [("12", 12, False), ("v12", None, True), (True, None, True), (1.5, None, True)])
+def test_model_version_is_an_integer_or_left_empty_with_a_warning(version, expected, warned):
+    queue = Queue([comment(i) for i in range(1, 3)], model={"version": version})
+    records, _, warnings = sync(queue)
+    assert [r["model_version"] for r in records] == [expected] * 2
+    assert any("model.version" in w for w in warnings) is warned
+
+
 def test_a_stream_without_a_model_never_reads_its_definition_and_has_no_model_version():
     queue = Queue([comment(i) for i in range(1, 4)], prediction=None, model=False)
     records, _, warnings = sync(queue)
