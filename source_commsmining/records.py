@@ -52,16 +52,7 @@ def _confidence(value: Any) -> Optional[float]:
 
 
 def _thresholds(value: Any) -> List[str]:
-    if value is None:
-        return []
-    if value.__class__ is not dict:
-        raise _Odd
-    thresholds = value.get("thresholds")
-    if thresholds is None:
-        return []
-    if thresholds.__class__ is not list:
-        raise _Odd
-    return thresholds
+    return [] if value is None else _items(value, "thresholds")
 
 
 def _formatted(value: Any) -> Optional[str]:
@@ -72,16 +63,7 @@ def _formatted(value: Any) -> Optional[str]:
 
 
 def _taxonomies(prediction: Any) -> List[Dict[str, Any]]:
-    if prediction is None:
-        return []
-    if prediction.__class__ is not dict:
-        raise _Odd
-    taxonomies = prediction.get("taxonomies")
-    if taxonomies is None:
-        return []
-    if taxonomies.__class__ is not list:
-        raise _Odd
-    return taxonomies
+    return [] if prediction is None else _items(prediction, "taxonomies")
 
 
 def _items(container: Any, key: str) -> List[Dict[str, Any]]:

@@ -378,25 +378,16 @@ def test_a_wheel_built_from_the_docker_context_carries_the_package_data(tmp_path
             shutil.copytree(path, context / source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             shutil.copy2(path, context / source)
-    out = tmp_path / "wheels"
-    completed = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(out), str(context)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    wheels = list(out.glob("*.whl"))
-    assert len(wheels) == 1, wheels
-    names = set(zipfile.ZipFile(wheels[0]).namelist())
+    wheel = build_wheel(context, tmp_path / "wheels")
+    names = set(zipfile.ZipFile(wheel).namelist())
     expected = {f"{PACKAGE}/manifest.yaml"} | {
         f"{PACKAGE}/schemas/{p.name}" for p in (ROOT / PACKAGE / "schemas").glob("*.json")
     }
     assert expected <= names, f"the wheel lacks {sorted(expected - names)}"
     version = setup_kwargs()["version"]
-    assert wheels[0].name.startswith(f"source_commsmining-{version}-"), wheels[0].name
+    assert wheel.name.startswith(f"source_commsmining-{version}-"), wheel.name
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert f"{CONNECTOR} = {ENTRY_POINT}" in zipfile.ZipFile(wheels[0]).read(entry_points).decode()
+    assert f"{CONNECTOR} = {ENTRY_POINT}" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 # ---------------------------------------------------------------------------------- what ships
@@ -415,7 +406,11 @@ def root_wheel(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("root-wheel")
     context = base / "source-commsmining"
     shutil.copytree(ROOT, context, ignore=COPY_IGNORE)
-    out = base / "wheels"
+    return build_wheel(context, base / "wheels")
+
+
+def build_wheel(context: Path, out: Path) -> Path:
+    """`pip wheel .` in `context` (offline, no dependencies): the one wheel it builds."""
     completed = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(out), str(context)],
         capture_output=True,
