@@ -132,7 +132,8 @@ def _items_owner(value: Any) -> Dict[str, Any]:
 
 
 def _flatten_fast(prediction: Any) -> Tuple[List[Dict[str, Any]], List[str], List[Dict[str, Any]]]:
-    """flatten_prediction for the shape the API documents (every key present); raises on anything else."""
+    """flatten_labels and flatten_general_fields in one pass, for the shape the API documents (every key
+    present); raises on anything else."""
     labels: List[Dict[str, Any]] = []
     stream_labels: List[str] = []
     general_fields: List[Dict[str, Any]] = []
@@ -185,12 +186,6 @@ def _flatten_fast(prediction: Any) -> Tuple[List[Dict[str, Any]], List[str], Lis
                 raise _Odd
             general_fields.append({"taxonomy": taxonomy_name, "name": name, "value": value, "confidence": confidence})
     return labels, stream_labels, general_fields
-
-
-def flatten_prediction(prediction: Any) -> Tuple[List[Dict[str, Any]], List[str], List[Dict[str, Any]]]:
-    """Returns (labels, names of labels meeting the stream threshold, general fields); raises on an odd shape."""
-    labels, stream_labels = flatten_labels(prediction)
-    return labels, stream_labels, flatten_general_fields(prediction)
 
 
 def comment_uid(comment: Mapping[str, Any]) -> Optional[str]:
@@ -382,11 +377,15 @@ def build_records(
     return records
 
 
+def first_few(items: List[str]) -> str:
+    """`a; b; c; and 4 more` for a batch warning: the first few named, the rest counted."""
+    more = len(items) - _NAMED_IN_WARNING
+    return "; ".join(items[:_NAMED_IN_WARNING]) + (f"; and {more} more" if more > 0 else "")
+
+
 def describe_problems(problems: List[Tuple[str, List[str]]]) -> str:
-    """`<uid> (subject, labels), ...` for a batch warning: the first few named, the rest counted."""
-    named = "; ".join(f"{uid} ({', '.join(columns)})" for uid, columns in problems[:_NAMED_IN_WARNING])
-    more = len(problems) - _NAMED_IN_WARNING
-    return named + (f"; and {more} more" if more > 0 else "")
+    """`<uid> (subject, labels); ...`: the comments whose promoted columns were left empty."""
+    return first_few([f"{uid} ({', '.join(columns)})" for uid, columns in problems])
 
 
 def _unkeyable(result: Any, index: int, body: Mapping[str, Any], where: str) -> BadResponse:

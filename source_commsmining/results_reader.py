@@ -40,7 +40,7 @@ from source_commsmining import messages
 from source_commsmining.api import CmApi, CmStream
 from source_commsmining.envelope import BadResponse
 from source_commsmining.errors import describe
-from source_commsmining.records import build_records, describe_problems
+from source_commsmining.records import build_records, describe_problems, first_few
 from source_commsmining.state import ResultsState, latest_created_at
 
 PROGRESS_INTERVAL_SECONDS = 10.0
@@ -424,11 +424,10 @@ class ResultsReader:
                 f"left empty (the whole comment and prediction are delivered as sent): {describe_problems(problems)}"
             )
         if untimed:
-            shown = "; ".join(f"{uid} ({value!r})" for uid, value in untimed[:5])
-            more = f"; and {len(untimed) - 5} more" if len(untimed) > 5 else ""
+            shown = first_few([f"{uid} ({value!r})" for uid, value in untimed])
             parts.append(
                 f"{len(untimed)} comment(s) have a created_at that is not a time, delivered as sent but not taken as the "
-                f"stream's watermark: {shown}{more}"
+                f"stream's watermark: {shown}"
             )
         return (
             f"stream_results {cm.key}, batch of {len(batch.records)} at continuation {batch.continuation}: " + ". ".join(parts) + "."
