@@ -155,10 +155,9 @@ def _refuse_dot_segment(field: str, value: Any) -> None:
 
 
 def validate_token(token: Any) -> None:
-    """The token must be something an HTTP header can carry; no message repeats it."""
+    """The token must be something an HTTP header can carry; no message repeats it (validate_config registered it)."""
     if not isinstance(token, str) or not token.strip():
         raise config_error("`api_token` is missing: create one under Administration > My Account > API token.")
-    register_secret(token)
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in token):
         # A pasted trailing newline would make the HTTP library echo the header, token included.
         raise config_error("`api_token` contains spaces, line breaks or control characters: paste the token alone, without surrounding whitespace.")

@@ -132,11 +132,13 @@ def _source(args: List[str], config: Optional[Mapping[str, Any]]) -> SourceComms
     )
 
 
-def _messages(args: List[str], tune_gc: bool = False) -> Iterator[str]:
-    """Every line of the run, in order; a failure to start becomes a TRACE."""
+def _messages(
+    args: List[str], config: Optional[Mapping[str, Any]], unreadable: Optional[Exception] = None, tune_gc: bool = False
+) -> Iterator[str]:
+    """Every line of the run, in order; a failure to start (`unreadable`: the config file's) becomes a TRACE."""
     try:
-        config = _read_config(args)
-        register_secret((config or {}).get("api_token"))
+        if unreadable is not None:
+            raise unreadable
         source = _source(args, config)
     except AirbyteTracedException as error:
         yield AirbyteEntrypoint.airbyte_message_to_string(error.as_sanitized_airbyte_message())
@@ -224,18 +226,19 @@ def run(args: Optional[List[str]] = None) -> None:
     own_process = args is None
     args = sys.argv[1:] if args is None else args
     exit_code = 0
-    token = None
+    config, token, unreadable = None, None, None
     try:
-        token = (_read_config(args) or {}).get("api_token")
-    except Exception:  # reported, as a TRACE, by _messages
-        pass
+        config = _read_config(args)
+        token = (config or {}).get("api_token")
+    except Exception as error:  # reported, as a TRACE, by _messages
+        unreadable = error
     register_secret(token)
     handlers = {}
     if threading.current_thread() is threading.main_thread():
         handlers = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         with masked_output(token) as write:
-            lines = _messages(args, tune_gc=own_process)
+            lines = _messages(args, config, unreadable, tune_gc=own_process)
             try:
                 for line in lines:
                     write(line)

@@ -20,7 +20,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from source_commsmining.api import CmApi
 from source_commsmining.check import check_connection
 from source_commsmining.config import validate_config
-from source_commsmining.errors import config_error, register_secret
+from source_commsmining.errors import config_error
 from source_commsmining.messages import STREAM_NAME as RESULTS_STREAM
 from source_commsmining.results_reader import ResultsReader
 from source_commsmining.state import ResultsState
@@ -98,8 +98,6 @@ class SourceCommsmining(YamlDeclarativeSource):
         return super().read_state(state_path)
 
     def _validate(self):
-        # Before anything can fail or log: the entrypoint registered the raw token only.
-        register_secret(self._config.get("api_token"))
         spec = self.spec(logging.getLogger("airbyte")).connectionSpecification
         return validate_config(dict(self._config), spec)
 
