@@ -410,10 +410,14 @@ def test_every_valid_dataset_body_gives_the_dataset_and_each_label_def(body):
     _assert_same(records, [dataset])
     _assert_valid_record(records[0], "datasets")
     label_defs = _select("label_defs", body, owner=dataset["owner"], name=dataset["name"])
-    assert len(label_defs) == len(dataset["label_defs"])
-    for record, label_def in zip(label_defs, dataset["label_defs"]):
+    # Every group's labels with the group's name, then the top-level ones the `default` group does not list.
+    grouped = [(group["name"], label_def) for group in dataset["label_groups"] for label_def in group["label_defs"]]
+    listed = {(group, label_def["name"]) for group, label_def in grouped}
+    expected = grouped + [("default", label_def) for label_def in dataset["label_defs"] if ("default", label_def["name"]) not in listed]
+    assert len(label_defs) == len(expected)
+    for record, (group, label_def) in zip(label_defs, expected):
         parent = label_def["name"].rsplit(" > ", 1)[0] if " > " in label_def["name"] else None
-        _assert_same(record, {**label_def, "project": dataset["owner"], "dataset": dataset["name"], "parent": parent})
+        _assert_same(record, {**label_def, "project": dataset["owner"], "dataset": dataset["name"], "label_group": group, "parent": parent})
         _assert_valid_record(record, "label_defs")
 
 
