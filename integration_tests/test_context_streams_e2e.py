@@ -59,7 +59,7 @@ def test_discover_lists_all_six_streams(emu):
     assert streams["stream_results"]["supported_sync_modes"] == ["incremental"]
     for name in ("datasets", "streams", "label_defs"):
         assert streams[name]["supported_sync_modes"] == ["full_refresh"]
-    assert streams["label_defs"]["source_defined_primary_key"] == [["project"], ["dataset"], ["name"]]
+    assert streams["label_defs"]["source_defined_primary_key"] == [["project"], ["dataset"], ["label_group"], ["name"]]
 
 
 def test_context_streams_join_to_stream_results(emu):
@@ -83,21 +83,25 @@ def test_context_streams_join_to_stream_results(emu):
     assert label_defs
     names = defaultdict(set)
     for label in label_defs:
-        names[(label["project"], label["dataset"])].add(label["name"])
+        names[(label["project"], label["dataset"], label["label_group"])].add(label["name"])
     for label in label_defs:
         if " > " in label["name"]:
             assert label["parent"] == label["name"].rsplit(" > ", 1)[0]
-            assert label["parent"] in names[(label["project"], label["dataset"])]
+            assert label["parent"] in names[(label["project"], label["dataset"], label["label_group"])]
         else:
             assert label.get("parent") is None  # null: the CDK leaves a null top-level field out
-    assert len({(l["project"], l["dataset"], l["name"]) for l in label_defs}) == len(label_defs)
+    assert len({(l["project"], l["dataset"], l["label_group"], l["name"]) for l in label_defs}) == len(label_defs)
+    # Every label group of every dataset, as the emulator serves them (a name can repeat across groups).
+    served = {(d["owner"], d["name"], g["name"], label["name"]) for d in datasets for g in d["label_groups"] for label in g["label_defs"]}
+    assert {(l["project"], l["dataset"], l["label_group"], l["name"]) for l in label_defs} == served
+    assert len({key[2] for key in served}) > 1 and len({key[:2] + key[3:] for key in served}) < len(served)
 
     results = data(run, "stream_results")
     assert results
     predicted = defaultdict(set)
     for result in results:
-        for label in result.get("labels") or []:
-            predicted[(result["project"], result["dataset"])].add(label["name"])
+        for label in result.get("labels") or []:  # a prediction's taxonomy is its label group
+            predicted[(result["project"], result["dataset"], label["taxonomy"])].add(label["name"])
         # Each result joins to its stream definition.
         assert (result["project"], result["dataset"], result["stream"]) in streams
     assert predicted

@@ -9,6 +9,14 @@ from source_commsmining.api import CmApi, CmStream
 from source_commsmining.errors import describe
 
 
+# UiPath's pages: "Get a stream by name" needs View labels + View streams; /results needs Consume streams,
+# View labels and View sources; /advance and /reset need Consume streams and View labels.
+_STREAM_PERMISSIONS = (
+    " (Getting a stream's definition needs the 'View labels' and 'View streams' permissions on its project; reading "
+    "it needs 'Consume streams', 'View labels' and 'View sources'.)"
+)
+
+
 def check_connection(api: CmApi, endpoint: str, streams: List[CmStream], logger: logging.Logger) -> AirbyteConnectionStatus:
     try:
         sources = api.list_sources()
@@ -16,7 +24,8 @@ def check_connection(api: CmApi, endpoint: str, streams: List[CmStream], logger:
         return AirbyteConnectionStatus(
             status=Status.FAILED,
             message=f"Could not list sources at {endpoint}: {describe(error)} "
-            "Check `api_endpoint` (e.g. https://acme.reinfer.io), `api_token`, and that this network can reach the API.",
+            "Check `api_endpoint` (e.g. https://acme.reinfer.io), `api_token` (listing sources needs the 'View sources' "
+            "permission), and that this network can reach the API.",
         )
     logger.info(f"check: the token can see {len(sources)} sources")
     problems = []
@@ -26,5 +35,5 @@ def check_connection(api: CmApi, endpoint: str, streams: List[CmStream], logger:
         except Exception as error:
             problems.append(f"streams[{index}] {cm.key}: {describe(error)}")
     if problems:
-        return AirbyteConnectionStatus(status=Status.FAILED, message=" | ".join(problems))
+        return AirbyteConnectionStatus(status=Status.FAILED, message=" | ".join(problems) + _STREAM_PERMISSIONS)
     return AirbyteConnectionStatus(status=Status.SUCCEEDED)

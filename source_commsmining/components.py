@@ -1,4 +1,4 @@
-"""Custom components the manifest names: the `/results` record extractor and the label_defs `parent`."""
+"""Custom components the manifest names: the `/results` record extractor, the label_defs extractor and `parent`."""
 
 import re
 from dataclasses import dataclass
@@ -32,6 +32,32 @@ class ResultsExtractor(RecordExtractor):
             raise ValueError(f"not a /results URL: {urlsplit(response.request.url).path}")
         names = {key: unquote(value) for key, value in match.groupdict().items()}
         yield from build_records(body, names["project"], names["dataset"], names["stream"])
+
+
+@dataclass
+class LabelDefsExtractor(RecordExtractor):
+    """Every label definition of a dataset, each with its `label_group`.
+
+    A dataset's labels sit in `label_groups[].label_defs` (one group per taxonomy); the top-level
+    `label_defs` are the default group's. A DpathExtractor cannot carry the group's name into its
+    labels, hence this extractor. A top-level label no group lists (a server without groups) is
+    emitted under the group `default`. A name is unique only within its group, so the group is
+    part of the stream's key.
+    """
+
+    def extract_records(self, response: requests.Response) -> Iterable[MutableMapping[Any, Any]]:
+        dataset = decode(response, required=("dataset",))["dataset"]
+        seen = set()
+        for group in dataset.get("label_groups") or []:
+            for label_def in group.get("label_defs") or []:
+                seen.add((group.get("name"), label_def.get("name")))
+                yield {**label_def, "label_group": group.get("name")}
+        for label_def in dataset.get("label_defs") or []:
+            if (DEFAULT_LABEL_GROUP, label_def.get("name")) not in seen:
+                yield {**label_def, "label_group": DEFAULT_LABEL_GROUP}
+
+
+DEFAULT_LABEL_GROUP = "default"
 
 
 @dataclass

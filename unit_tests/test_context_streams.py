@@ -166,6 +166,7 @@ def test_label_defs_one_record_per_label_with_parent_path_project_and_dataset():
               json={"status": "ok", "dataset": dataset("globex", "claims-ds", GLOBEX_ID, label_defs=[{"name": "Claims", "title": "Claims"}])})
         output = run_read(config(), catalog("label_defs", sync_mode=SyncMode.full_refresh))
     records = {(r["project"], r["dataset"], r["name"]): r for r in data(output, "label_defs")}
+    assert {r["label_group"] for r in data(output, "label_defs")} == {"default"}  # no label_groups: the top-level ones
     assert set(records) == {
         ("acme", "collections", "Billing"),
         ("acme", "collections", "Billing > Refund"),
@@ -306,3 +307,21 @@ def test_403_on_comments_names_the_permission():
         output = run_read(config(), comments_catalog(), expecting_exception=True)
     messages = " ".join(e.trace.error.message for e in output.errors)
     assert "`comments` need" in messages and "View sources" in messages
+
+
+def test_label_defs_cover_every_label_group_and_a_name_repeats_only_across_groups():
+    """Issue #19: labels in `label_groups[]` (other taxonomies) were lost; the key has the group."""
+    groups = [
+        {"name": "default", "label_defs": [{"name": "Billing"}, {"name": "Complaint"}], "label_collection_name": None,
+         "trainable": True, "hidden": False, "instructions": ""},
+        {"name": "tone", "label_defs": [{"name": "Complaint"}, {"name": "Praise"}], "label_collection_name": None,
+         "trainable": True, "hidden": False, "instructions": ""},
+    ]
+    acme = dataset("acme", "collections", ACME_ID, label_defs=[{"name": "Billing"}, {"name": "Complaint"}], label_groups=groups)
+    with requests_mock.Mocker() as m:
+        m.get(f"{BASE}/v1/datasets/acme", json={"status": "ok", "datasets": [acme]})
+        m.get(f"{BASE}/v1/datasets/acme/collections", json={"status": "ok", "dataset": acme})
+        output = run_read(config(project="acme"), catalog("label_defs", sync_mode=SyncMode.full_refresh))
+    keys = [(r["project"], r["dataset"], r["label_group"], r["name"]) for r in data(output, "label_defs")]
+    assert sorted(keys) == [("acme", "collections", "default", "Billing"), ("acme", "collections", "default", "Complaint"),
+                            ("acme", "collections", "tone", "Complaint"), ("acme", "collections", "tone", "Praise")]

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from source_commsmining.envelope import BadResponse
-from source_commsmining.records import _build_carefully, build_records
+from source_commsmining.records import build_record, build_records
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPES = ROOT.parent / "shared" / "api-shapes" / "commsmining-api.schema.json"
@@ -44,7 +44,7 @@ TEXT_COLUMNS = {
     "timestamp": "timestamp",
     "last_modified": "last_modified",
 }
-PROMOTED = list(TEXT_COLUMNS) + ["subject", "sender", "message_count", "labels", "stream_labels", "general_fields"]
+PROMOTED = list(TEXT_COLUMNS) + ["subject", "sender", "message_count", "labels", "stream_labels", "general_fields", "scores"]
 
 
 # ---------------------------------------------------------------- the schema and its strategies
@@ -161,10 +161,21 @@ def _assert_same(got: Any, sent: Any) -> None:
 
 
 # ---------------------------------------------------------------- what each promoted column should be
+def _expected_fields(fields):
+    return [
+        {
+            "name": "" if field["name"] is None else field["name"],
+            "value": None if field["value"] is None else field["value"]["formatted"],
+            "text_spans": field["text_spans"],
+        }
+        for field in fields
+    ]
+
+
 def _expected_labels(prediction: Optional[Dict[str, Any]]):
     labels, stream_labels = [], []
     for taxonomy in (prediction or {}).get("taxonomies", []):
-        for label in taxonomy["labels"]:
+        for label in taxonomy["labels"]:  # one entry per occurrence, even of the same name
             thresholds = label["occurrence_confidence"]["thresholds"]
             name = "" if label["name"] is None else label["name"]  # a null name is the empty string
             labels.append({
@@ -173,10 +184,12 @@ def _expected_labels(prediction: Optional[Dict[str, Any]]):
                 "parent": " > ".join(name.split(" > ")[:-1]) or None,
                 "confidence": label["occurrence_confidence"]["value"],
                 "thresholds": thresholds,
-                "extraction_confidence": label["extraction_confidence"]["value"],
                 "meets_stream_threshold": "stream" in thresholds,
+                "extraction_confidence": label["extraction_confidence"]["value"],
+                "extraction_thresholds": label["extraction_confidence"]["thresholds"] or [],  # null reads as none met
+                "fields": _expected_fields(label["fields"]),
             })
-            if "stream" in thresholds:
+            if "stream" in thresholds and name not in stream_labels:  # each name once
                 stream_labels.append(name)
     return labels, stream_labels
 
@@ -189,10 +202,15 @@ def _expected_general_fields(prediction: Optional[Dict[str, Any]]):
             "value": None if field["value"] is None else field["value"]["formatted"],
             # A plain number (the API's shape); the older `{value}` object is read too, on purpose.
             "confidence": field["confidence"]["value"] if isinstance(field["confidence"], dict) else field["confidence"],
+            "text_spans": field["text_spans"],
         }
         for taxonomy in (prediction or {}).get("taxonomies", [])
         for field in taxonomy["general_fields"]
     ]
+
+
+def _expected_scores(prediction: Optional[Dict[str, Any]]):
+    return [{"name": score["name"], "value": score["value"]} for score in (prediction or {}).get("scores", [])]
 
 
 def _expected_columns(result: Dict[str, Any], model_version: Any) -> Dict[str, Any]:
@@ -210,6 +228,7 @@ def _expected_columns(result: Dict[str, Any], model_version: Any) -> Dict[str, A
         labels=labels,
         stream_labels=stream_labels,
         general_fields=_expected_general_fields(prediction),
+        scores=_expected_scores(prediction),
         continuation=result["continuation"],
     )
     return expected
@@ -231,8 +250,6 @@ def test_every_valid_results_body_gives_one_faithful_record_per_result(body, mod
         assert (record["project"], record["dataset"], record["stream"]) == ("acme", "collections", "triage")
         expected = _expected_columns(result, model_version)
         assert {column: record[column] for column in expected} == expected
-        # The fast path gives exactly what the careful path (the definition) gives.
-        assert record == _build_carefully(result, "acme", "collections", "triage", model_version, [], record["uid"])
         _assert_valid_record(record, "stream_results")
 
 
@@ -296,7 +313,7 @@ def test_a_mutated_results_body_gives_records_with_named_empty_columns_or_a_clea
         comment = result["comment"]
         assert record["comment"] is comment and record["prediction"] is result.get("prediction")
         own: List[Any] = []  # this result's odd columns (two results may share a uid)
-        assert record == _build_carefully(result, "acme", "collections", "triage", 7, own, record["uid"])
+        assert record == build_record(result, "acme", "collections", "triage", 7, own, record["uid"])
         named += own
         odd = set(own[0][1]) if own else set()
         for column, key in TEXT_COLUMNS.items():
@@ -309,7 +326,7 @@ def test_a_mutated_results_body_gives_records_with_named_empty_columns_or_a_clea
         assert record["message_count"] == (len(messages) if isinstance(messages, list) else None)
         if not isinstance(messages, (list, type(None))):
             assert {"subject", "sender", "message_count"} <= odd
-        for column in ("labels", "stream_labels", "general_fields"):
+        for column in ("labels", "stream_labels", "general_fields", "scores"):
             if column in odd:
                 assert record[column] == []
         try:
@@ -393,10 +410,14 @@ def test_every_valid_dataset_body_gives_the_dataset_and_each_label_def(body):
     _assert_same(records, [dataset])
     _assert_valid_record(records[0], "datasets")
     label_defs = _select("label_defs", body, owner=dataset["owner"], name=dataset["name"])
-    assert len(label_defs) == len(dataset["label_defs"])
-    for record, label_def in zip(label_defs, dataset["label_defs"]):
+    # Every group's labels with the group's name, then the top-level ones the `default` group does not list.
+    grouped = [(group["name"], label_def) for group in dataset["label_groups"] for label_def in group["label_defs"]]
+    listed = {(group, label_def["name"]) for group, label_def in grouped}
+    expected = grouped + [("default", label_def) for label_def in dataset["label_defs"] if ("default", label_def["name"]) not in listed]
+    assert len(label_defs) == len(expected)
+    for record, (group, label_def) in zip(label_defs, expected):
         parent = label_def["name"].rsplit(" > ", 1)[0] if " > " in label_def["name"] else None
-        _assert_same(record, {**label_def, "project": dataset["owner"], "dataset": dataset["name"], "parent": parent})
+        _assert_same(record, {**label_def, "project": dataset["owner"], "dataset": dataset["name"], "label_group": group, "parent": parent})
         _assert_valid_record(record, "label_defs")
 
 

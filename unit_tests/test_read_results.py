@@ -2,6 +2,7 @@
 
 import logging
 
+import pytest
 import requests_mock
 from airbyte_cdk.models import AirbyteStateBlob, FailureType, SyncMode, Type
 
@@ -255,3 +256,14 @@ def test_sources_scoped_to_a_project():
         scoped = m.get(f"{BASE}/v1/sources/acme", json={"status": "ok", "sources": [{"id": "1"}, {"id": "2"}]})
         output = run_read(config(project="acme", streams=[]), catalog("sources"))
     assert scoped.call_count == 1 and len(output.records) == 2
+
+
+@pytest.mark.parametrize("configured, sent", [({}, "1024"), ({"max_filtered": 50}, "50")])
+def test_max_filtered_is_sent_by_default_at_the_api_maximum(configured, sent):
+    """Issue #19: without it, filtered-out comments count towards max_results (about 9x the calls on a 1-in-10 filter)."""
+    with requests_mock.Mocker() as m:
+        definition(m)
+        m.get(stream_url(), json=batch([1], "b1", False))
+        m.post(stream_url(action="advance"), json={"status": "ok"})
+        run_read(config(**configured), catalog("stream_results"))
+    assert [h.qs["max_filtered"] for h in m.request_history if h.path.endswith("/results")] == [[sent]]

@@ -170,3 +170,32 @@ def test_odd_shapes_are_delivered_with_empty_columns_and_one_warning_per_batch()
     assert "acme/collections/triage" in warning and "continuation c3" in warning
     assert f"{comment(1)['uid']} (subject, sender, message_count, labels, stream_labels, general_fields)" in warning
     assert f"{comment(2)['uid']} (subject, labels" in warning
+
+
+def test_each_predicted_occurrence_keeps_its_own_fields_and_stream_labels_names_a_label_once():
+    """Issue #19: two occurrences of "Billing > Refund" (10.00 and 20.00) were two identical entries and a doubled name."""
+    from source_commsmining.records import build_records
+
+    def refund(amount: str, extraction: float) -> Dict[str, Any]:
+        span = {"content_part": "body", "message_index": 0, "utf16_byte_start": 3, "utf16_byte_end": 8}
+        return {
+            "name": "Billing > Refund",
+            "occurrence_confidence": {"value": 0.9, "thresholds": ["stream", "balanced"]},
+            "extraction_confidence": {"value": extraction, "thresholds": ["stream"] if extraction >= 0.5 else []},
+            "fields": [{"name": "Amount", "value": {"formatted": amount}, "text_spans": [span]},
+                       {"name": "Currency", "value": None, "text_spans": []}],
+        }
+
+    prediction = {
+        "taxonomies": [{"name": "default", "labels": [refund("10.00", 0.8), refund("20.00", 0.3)], "general_fields": []}],
+        "scores": [{"name": "tone", "value": -0.25}, {"name": "quality_of_service", "value": 4.5}],
+    }
+    body = {"results": [{"comment": comment(1), "prediction": prediction, "continuation": "c1"}], "continuation": "b"}
+    [record] = build_records(body, "acme", "collections", "triage", 9, [])
+    first, second = record["labels"]
+    assert [f["value"] for f in first["fields"]] == ["10.00", None] and [f["value"] for f in second["fields"]] == ["20.00", None]
+    assert first["fields"][0]["text_spans"] == prediction["taxonomies"][0]["labels"][0]["fields"][0]["text_spans"]
+    assert (first["extraction_confidence"], first["extraction_thresholds"]) == (0.8, ["stream"])
+    assert (second["extraction_confidence"], second["extraction_thresholds"]) == (0.3, [])
+    assert record["stream_labels"] == ["Billing > Refund"]
+    assert record["scores"] == [{"name": "tone", "value": -0.25}, {"name": "quality_of_service", "value": 4.5}]

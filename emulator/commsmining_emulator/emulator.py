@@ -191,7 +191,9 @@ class Emulator:
                          "comments": w.n_comments, "seed": w.seed, "backward_advance": w.backward_advance,
                          "time": time.time()}
         if segs == ["stats"] and method == "GET":
-            return 200, {"status": "ok", **self.stats()}
+            stats = self.stats()  # JSON keys are strings (orjson refuses the integer status codes)
+            stats["by_status"] = {str(status): n for status, n in stats["by_status"].items()}
+            return 200, {"status": "ok", **stats}
         if segs == ["requests"] and method == "GET":
             q = parse_qs(query)
             last = int((q.get("last") or ["1000"])[0])

@@ -128,6 +128,16 @@ LABELS = [
     ("Margin Call", ["Notification Date"], "Margin call notices."),
     ("Margin Call > Interest Accrual", ["Amount", "Broker number", "Client name", "Currency"], "Interest accrual on a margin call."),
 ]
+# A second label group (taxonomy) of every dataset: its labels are predicted in the `tone` taxonomy.
+# "Complaint" is in both groups on purpose: a label name is unique only within its group.
+TONE_GROUP = "tone"
+TONE_LABELS = [
+    ("Complaint", [], "The customer is unhappy."),
+    ("Praise", [], "The customer is pleased."),
+    ("Neutral", [], "Neither."),
+]
+# Labels whose extraction can find several occurrences in one comment (two refunds, two claims).
+REPEATABLE = ("Billing > Refund", "Billing > Invoice Query", "Claims > New Claim")
 LEAVES = [i for i, (n, _, _) in enumerate(LABELS) if not any(o.startswith(n + " > ") for o, _, _ in LABELS)]
 LABEL_INDEX = {n: i for i, (n, _, _) in enumerate(LABELS)}
 GENERAL_FIELDS = ["monetary-quantity", "date", "client-name", "MarginCallDateType"]
@@ -151,16 +161,24 @@ def moon_form(label: str, fields) -> list:
     return out
 
 
-def label_defs() -> list:
+def label_defs(labels=None) -> list:
     """LabelDef as the API serves it: no `description` (the text is in `instructions`)."""
     out = []
-    for name, fields, desc in LABELS:
+    for name, fields, desc in LABELS if labels is None else labels:
         d = {"name": name, "instructions": desc, "external_id": None, "pretrained": None, "trainable": True,
              "moon_form": moon_form(name, fields), "_flags": []}
         if " > " not in name:
             d["title"] = name
         out.append(d)
     return out
+
+
+def label_groups() -> list:
+    """`Dataset.label_groups`: the default taxonomy (the top-level `label_defs`) and the `tone` one."""
+    def group(name, labels, instructions):
+        return {"name": name, "label_defs": label_defs(labels), "label_collection_name": None, "trainable": True,
+                "hidden": False, "instructions": instructions}
+    return [group("default", LABELS, ""), group(TONE_GROUP, TONE_LABELS, "How the customer feels.")]
 
 
 def general_field_defs() -> list:
@@ -185,8 +203,11 @@ def model_definition() -> dict:
     field_types = [{"field_type_id": field_type_id(n), "name": n, "instructions": None,
                     "data_type": {"kind": "number" if n in ("Amount", "Claim amount", "monetary-quantity") else None}}
                    for n in names]
+    tone = [{"name": name, "instructions": desc, "fields": []} for name, _, desc in TONE_LABELS]
     return {"definition": {"taxonomies": [{"name": "default", "instructions": "", "labels": labels,
-                                           "general_fields": general, "field_types": field_types}]}}
+                                           "general_fields": general, "field_types": field_types},
+                                          {"name": TONE_GROUP, "instructions": "How the customer feels.", "labels": tone,
+                                           "general_fields": [], "field_types": []}]}}
 
 
 def default_label_thresholds(version: int) -> list:
@@ -274,9 +295,29 @@ def make_prediction(comment_id: str, version: int, thresholds: dict) -> dict:
                         "confidence": round(s.random(), 4), "text_spans": _spans(s, 2)})
     if r.random() < 0.1:
         general.append({"name": "date", "value": None, "confidence": None, "text_spans": []})
+    # `t` draws what this release added (values above stay what earlier releases generated): a second
+    # occurrence of a repeatable label with its own field values, and the `tone` taxonomy.
+    t = random.Random(mix64(int(comment_id, 16), version, 79))
+    for index in range(len(labels) - 1, -1, -1):
+        label = labels[index]
+        if label["name"] in REPEATABLE and t.random() < 0.4:
+            again = {"name": label["name"], "occurrence_confidence": dict(label["occurrence_confidence"]),
+                     "extraction_confidence": {"value": round(t.random(), 4), "thresholds": []},
+                     "fields": [{"name": f["name"], "value": {"formatted": _field_value(f["name"], t)},
+                                 "text_spans": _spans(t)} for f in label["fields"]]}
+            if again["extraction_confidence"]["value"] >= 0.5:
+                again["extraction_confidence"]["thresholds"].append("stream")
+            labels.insert(index + 1, again)
+    tone = []
+    if t.random() < 0.6:
+        name = TONE_LABELS[int(t.random() * len(TONE_LABELS))][0]
+        v = round(t.random() ** 0.5, 4)
+        tone.append({"name": name, "occurrence_confidence": {"value": v, "thresholds": ["stream"] if v >= 0.5 else []},
+                     "extraction_confidence": {"value": v, "thresholds": []}, "fields": []})
     scores = [] if s.random() < 0.1 else [{"name": "tone", "value": round(s.random() * 2 - 1, 4)},
                                           {"name": "quality_of_service", "value": round(s.random() * 5, 4)}]
-    return {"taxonomies": [{"name": "default", "labels": labels, "general_fields": general}], "scores": scores}
+    return {"taxonomies": [{"name": "default", "labels": labels, "general_fields": general},
+                           {"name": TONE_GROUP, "labels": tone, "general_fields": []}], "scores": scores}
 
 
 def legacy_labels(prediction: dict | None) -> tuple[list, list]:
@@ -362,7 +403,7 @@ def make_comment(key: int, source_id: str, local_k: int, created_ms: int, ts_ms:
         if rnd() < 0.7:
             msg["signature"] = {"text": "%s\n%s" % (CLOSERS[int(rnd() * len(CLOSERS))], full_name if frm == addr else "ACME Customer Care")}
         messages.append(msg)
-    messages.reverse()  # newest first, as mail clients quote
+    # In the order they were sent (oldest first: `sent_at` increases), as the API lists a comment's messages.
     attachments = []
     for _ in range((rnd() < 0.25) + (rnd() < 0.1)):
         name, ctype = ATTACH[int(rnd() * len(ATTACH))]
@@ -381,11 +422,11 @@ def make_comment(key: int, source_id: str, local_k: int, created_ms: int, ts_ms:
             "string:Folder": FOLDERS[0] if inbound else FOLDERS[1],
             "string:Message ID": msg_id,
             "string:Thread": "<%s@thread>" % thread_hex[:16],
-            "string:Has Signature": "Yes" if "signature" in messages[0] else "No",
+            "string:Has Signature": "Yes" if "signature" in messages[-1] else "No",
             "string:Priority": priority,
             "string:Region": REGIONS[tkey % len(REGIONS)],
             "number:Messages": n_msgs,
-            "number:Participants": 2 + len(messages[0]["cc"]),
+            "number:Participants": 2 + len(messages[-1]["cc"]),
             "number:Position in Thread": pos_in_thread,
             "number:Amount": int(100 + rnd() * 10**7) / 100,
         },

@@ -9,7 +9,7 @@ Permissions per route (403 names the first missing one):
   GET  /api/v1/sources[/<project>[/<name>]], /api/v1/sources/id:<id>      View sources
   GET  /api/_private/sources/<project>/<source>/comments                   View sources
   GET  /api/v1/datasets[/<project>[/<dataset>]]                            View labels
-  GET  /api/v1/datasets/<p>/<d>/streams[/<name>]                           Consume streams
+  GET  /api/v1/datasets/<p>/<d>/streams[/<name>]                           View labels, View streams
   GET  .../streams/<name>/results                                          Consume streams, View labels, View sources
   POST .../streams/<name>/advance                                          Consume streams, View labels
   POST .../streams/<name>/fetch                                            Consume streams, View labels
@@ -317,15 +317,19 @@ def h_dataset(w, tok, q, b, project, ds):
     return 200, {"status": "ok", "dataset": w.dataset(project, ds).to_json()}
 
 
+# UiPath's "Get a stream by name" (and the list of streams): View labels and View streams.
+STREAM_DEFINITION = ["View labels", "View streams"]
+
+
 def h_streams(w, tok, q, b, project, ds):
-    w.check(tok, project, ["Consume streams"])
+    w.check(tok, project, STREAM_DEFINITION)
     w.require_project(project)
     d = w.dataset(project, ds)
     return 200, {"status": "ok", "streams": [s.to_json() for s in d.streams.values()]}
 
 
 def h_stream(w, tok, q, b, project, ds, name):
-    w.check(tok, project, ["Consume streams"])
+    w.check(tok, project, STREAM_DEFINITION)
     w.require_project(project)
     return 200, {"status": "ok", "stream": w.stream(project, ds, name).to_json()}
 
@@ -363,7 +367,11 @@ def h_advance(w, tok, q, b, project, ds, name):
     w.check(tok, project, ["Consume streams", "View labels"])
     w.require_project(project)
     st = w.stream(project, ds, name)
-    token = b.get("sequence_id") or b.get("continuation")
+    # AdvanceStreamRequest is {sequence_id} only: the API's validation refuses any other key.
+    unknown = sorted(set(b) - {"sequence_id"})
+    if unknown:
+        raise ApiError(400, "Invalid JSON body: unknown field `%s`, expected `sequence_id`" % unknown[0])
+    token = b.get("sequence_id")
     if not isinstance(token, str) or not token:
         raise ApiError(400, "Missing sequence_id")
     idx = w.decode_seq(st, token)

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 
 from . import generator as g
 
-ALL_PERMISSIONS = ["View sources", "View labels", "Consume streams"]  # every permission a served route checks
+ALL_PERMISSIONS = ["View sources", "View labels", "View streams", "Consume streams"]  # every permission a served route checks
 DEFAULT_TOKEN = "emulator-token"
 DEFAULT_MODEL_VERSION = 3
 SAME_CREATED_EVERY = 50  # every 50th generated comment shares created_at with its predecessor
@@ -93,8 +93,9 @@ def updated(comment: dict, uploaded_ms: int, text=None) -> dict:
 
 
 class Source:
-    def __init__(self, world, project, name, sid_int, created_ms, title, description):
+    def __init__(self, world, project, name, sid_int, created_ms, title, description, kind="unknown"):
         self.world = world
+        self.kind = kind  # `_kind`: call, chat, unknown, ixp_design, ixp_runtime (SourceKind)
         self.project = project
         self.name = name
         self.int_id = sid_int
@@ -115,7 +116,7 @@ class Source:
         return {"id": self.id, "owner": self.project, "name": self.name, "title": self.title,
                 "description": self.description, "language": "en", "should_translate": False,
                 "sensitive_properties": [], "created_at": ts, "updated_at": ts, "last_modified": ts,
-                "_kind": "unknown", "bucket_id": None}
+                "_kind": self.kind, "bucket_id": None}
 
     # local index <-> dataset queue index for generated comments
     def n_gen(self) -> int:
@@ -209,9 +210,7 @@ class Dataset:
                 "description": self.description, "created": g.fmt_ms(self.created_ms),
                 "last_modified": g.fmt_ms(self.created_ms), "source_ids": [s.id for s in self.sources],
                 "has_sentiment": False, "model_family": "english", "limited_access": False,
-                "label_defs": g.label_defs(),
-                "label_groups": [{"name": "default", "label_defs": g.label_defs(), "label_collection_name": None,
-                                  "trainable": True, "hidden": False, "instructions": ""}],
+                "label_defs": g.label_defs(), "label_groups": g.label_groups(),
                 "entity_defs": g.entity_defs(), "general_fields": g.general_field_defs(),
                 "_label_properties": ["0000000000000001"], "_timezone": "Europe/London",
                 "_preferred_locales": {"default": "en-GB", "preferences": [{"language": "en", "locale": "en-GB"}]},
@@ -435,9 +434,9 @@ class World:
         self._build()
 
     # ------------------------------------------------------------------ scenario
-    def _src(self, project, name, title, description, created_ms):
+    def _src(self, project, name, title, description, created_ms, kind="unknown"):
         sid = g.mix64(self.seed, g.str_salt("source:%s/%s" % (project, name)))
-        s = Source(self, project, name, sid, created_ms, title, description)
+        s = Source(self, project, name, sid, created_ms, title, description, kind)
         self.sources[(project, name)] = s
         self.projects.add(project)
         return s
@@ -445,8 +444,10 @@ class World:
     def _build(self):
         base = 1_704_067_200_000  # 2024-01-01T00:00:00Z
         inbox = self._src("acme", "inbox", "ACME shared inbox", "Customer e-mails to the shared inbox.", base - 86_400_000 * 30)
-        support = self._src("acme", "support-mailbox", "Support mailbox", "Support team mailbox.", base - 86_400_000 * 29)
-        claims = self._src("globex", "claims", "Globex claims", "Claims e-mails.", base - 86_400_000 * 10)
+        # Source kinds of the API's SourceKind enum: e-mail sources are `unknown`; a chat and a call source.
+        support = self._src("acme", "support-mailbox", "Support mailbox", "Support team mailbox.", base - 86_400_000 * 29,
+                            "chat")
+        claims = self._src("globex", "claims", "Globex claims", "Claims e-mails.", base - 86_400_000 * 10, "call")
         # period-5 interleaving: offsets 0,1,3 -> inbox; 2,4 -> support-mailbox
         ds = Dataset(self, "acme", "collections", g.mix64(self.seed, g.str_salt("dataset:acme/collections")),
                      [inbox, support], [0, 0, 1, 0, 1], self.n_comments, base, 37_000, base - 86_400_000 * 28,

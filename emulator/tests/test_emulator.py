@@ -202,8 +202,33 @@ def test_invalid_sequence_ids(emu):
         assert r.status_code == 400
     r = advance(s, emu, "raw", j["continuation"])  # another stream's token
     assert r.status_code == 400 and r.json() == {"status": "error", "message": "Invalid sequence_id"}
-    r = s.post(emu.url + STREAMS + "/triage/advance", json={"continuation": j["continuation"]})
-    assert r.status_code == 200
+    # AdvanceStreamRequest has only `sequence_id`: another key is refused like the API's validation, and moves nothing.
+    before = emu.stream_state("acme", "collections", "triage")["position"]
+    for body in ({"continuation": j["continuation"]}, {"sequence_id": j["continuation"], "continuation": j["continuation"]}):
+        r = s.post(emu.url + STREAMS + "/triage/advance", json=body)
+        assert r.status_code == 400 and "unknown field `continuation`" in r.json()["message"]
+    assert emu.stream_state("acme", "collections", "triage")["position"] == before
+
+
+def test_stream_definitions_need_view_labels_and_view_streams(emu):
+    """UiPath's "Get a stream by name" (and the list of streams): View labels + View streams, not Consume streams."""
+    for perms, missing in ((["View labels", "Consume streams", "View sources"], "View streams"),
+                           (["View streams", "Consume streams", "View sources"], "View labels")):
+        tok = emu.add_token(None, permissions=perms)
+        for path in ("", "/triage"):
+            r = session(emu, tok).get(emu.url + STREAMS + path)
+            assert r.status_code == 403
+            assert r.json()["message"] == "Forbidden: missing permission '%s' on project 'acme'" % missing
+    tok = emu.add_token(None, permissions=["View labels", "View streams"])
+    assert session(emu, tok).get(emu.url + STREAMS + "/triage").json()["stream"]["name"] == "triage"
+
+
+def test_stats_over_http(emu):
+    requests.get(emu.url + STREAMS + "/triage/results")  # a 401, so by_status has an entry
+    r = requests.get(emu.url + "/_emulator/stats")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["requests"] >= 1 and body["by_status"]["401"] >= 1
 
 
 def test_reset_by_created_at_and_permission(fresh):
