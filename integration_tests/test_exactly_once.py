@@ -20,10 +20,10 @@ and three paths that lost comments every time (issue #17) run deterministically:
   insert, commit); a process dying between them keeps the rows and loses the state. Emulated by
   deleting the cache's `_airbyte_state` row of `stream_results` after a clean sync; the next sync
   (which has no state) then dies while it reads, and the one after re-runs.
-- `orphan_race`: the PyAirbyte process is SIGKILLed while an advance hangs in the emulator (it is
-  dropped after HANG_SECONDS, unapplied, as a timed-out call); the next sync starts at once, and its
-  reads are slowed down until the hang is over, so an advance the orphan sends after its reader died
-  (a retry) lands while the next sync is behind it. An advance already applied by the server cannot
+- `orphan_race`: the PyAirbyte process is SIGKILLed while an advance hangs in the emulator; the
+  next sync starts at once, its reads slowed down; once it has put the stream back where the
+  committed state says, the hang ends with a dropped connection (unapplied, as a timed-out call),
+  so an advance the orphan sends after its reader died (a retry) lands while the next sync reads. An advance already applied by the server cannot
   be undone by any connector; one sent after the reader is gone can be avoided, and that is what
   this path checks.
 
@@ -60,17 +60,34 @@ sqlalchemy = pytest.importorskip("sqlalchemy", reason="PyAirbyte (the [demo] ext
 pytest.importorskip("airbyte", reason="PyAirbyte is in the [demo] extra")
 
 LARGE = os.environ.get("CHAOS_SCALE") == "large"
-RANDOM_ROUNDS = 300 if LARGE else 5
+RANDOM_ROUNDS = 300 if LARGE else 4
 # Large runs repeat the three deterministic paths every this many random rounds.
 PATHS_EVERY = 50 if LARGE else RANDOM_ROUNDS
 STREAMS = [TRIAGE, URGENT]
 BATCH = 10
-HANG_SECONDS = 6.0  # the orphan's hung advance; the next sync must have reset its streams by then
-SLOW_RESULTS_SECONDS = 2.0  # each /results of the sync racing the orphan, until the hang is over
+GATED_SECONDS = 91.0  # a hang fault this long lasts until the test opens the gate (GatedEmulator)
+SLOW_RESULTS_SECONDS = 1.5  # each /results of the sync racing the orphan, while the orphan's hang ends
 SYNC_TIMEOUT = 120.0
 ORPHAN_GRACE = 10.0  # an orphan still alive after this is killed by the test (and counted)
 KINDS = ("driver_read", "driver_commit", "source", "clean")
 WEIGHTS = (4, 2, 3, 1)
+
+
+class GatedEmulator(Emulator):
+    """The emulator, with `hang` faults of GATED_SECONDS that end when the test opens `gate`:
+    the orphan race needs the orphan's advance to fail at the moment the next sync has reset,
+    whatever the load of the machine makes that moment."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds != GATED_SECONDS:
+            return super()._sleep(seconds)
+        deadline = time.time() + seconds
+        while not self.gate.is_set() and not self._stopping.is_set() and time.time() < deadline:
+            self.gate.wait(0.05)
 
 
 # ------------------------------------------------------------------ processes
@@ -210,13 +227,32 @@ class Warehouse:
         finally:
             engine.dispose()
 
+    def _state_rows(self, conn) -> int:
+        exists = conn.execute(sqlalchemy.text(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = :s AND table_name = '_airbyte_state'"
+        ), {"s": self.schema}).scalar_one()
+        if not exists:
+            return 0
+        return conn.execute(sqlalchemy.text(
+            f"SELECT count(*) FROM {self.schema}._airbyte_state WHERE stream_name = 'stream_results'")).scalar_one()
+
+    def has_state(self) -> bool:
+        engine = self._engine()
+        try:
+            with engine.connect() as conn:
+                return self._state_rows(conn) > 0
+        finally:
+            engine.dispose()
+
     def lose_state_row(self) -> int:
         """What a process dying between PyAirbyte's two state commits leaves: the rows, no state."""
         engine = self._engine()
         try:
             with engine.begin() as conn:
-                return conn.execute(sqlalchemy.text(
-                    f"DELETE FROM {self.schema}._airbyte_state WHERE stream_name = 'stream_results'")).rowcount
+                lost = self._state_rows(conn)
+                conn.execute(sqlalchemy.text(
+                    f"DELETE FROM {self.schema}._airbyte_state WHERE stream_name = 'stream_results'"))
+                return lost
         finally:
             engine.dispose()
 
@@ -228,7 +264,10 @@ class Scenario:
         self.driver = driver
         self.warehouse = warehouse
         self.rng = rng
-        self.rounds: List[str] = []  # the kind of each round
+        self.rounds: List[str] = []  # the kind of each round ("... without state" if the cache had none)
+        self.timeline: List[Tuple[str, float]] = []
+        self._round_began = time.time()
+        self._had_state = False
         self.max_positions: Dict[str, List[int]] = {s["stream"]: [] for s in STREAMS}  # after each round
         self.kills: Dict[str, int] = {}
         self.missed_kills: Dict[str, int] = {}  # the sync ended before the kill instant came
@@ -236,6 +275,7 @@ class Scenario:
         self.orphan_lifetimes: List[float] = []
         self.orphans_killed_by_test = 0
         self.lost_state_rows = 0
+        self.race_log: List[dict] = []  # triage's resets and advances around the last orphan race
 
     # -- helpers
     def _advances(self) -> int:
@@ -275,19 +315,33 @@ class Scenario:
             self.failed_syncs.append(f"{label}: exit code {code}")
         return code
 
-    def _bury(self, orphan: Optional[int], since: float) -> None:
-        """Waits for an orphaned connector to die on its own (and kills it past ORPHAN_GRACE)."""
+    def _watch(self, orphan: Optional[int], since: float, grace: float = ORPHAN_GRACE) -> Optional[threading.Thread]:
+        """Notes how long an orphaned connector lives on after its reader died (kills it past `grace`)."""
         if orphan is None:
-            return
-        while _alive(orphan) and time.time() - since < ORPHAN_GRACE:
-            time.sleep(0.01)
-        if _alive(orphan):
-            self.orphans_killed_by_test += 1
-            _kill(orphan)
-        self.orphan_lifetimes.append(round(time.time() - since, 2))
+            return None
+
+        def watch() -> None:
+            while _alive(orphan) and time.time() - since < grace:
+                time.sleep(0.005)
+            if _alive(orphan):
+                self.orphans_killed_by_test += 1
+                _kill(orphan)
+            self.orphan_lifetimes.append(round(time.time() - since, 2))
+
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        return thread
+
+    def _bury(self, orphan: Optional[int], since: float) -> None:
+        """Waits for an orphaned connector to be gone before the next round."""
+        thread = self._watch(orphan, since)
+        if thread is not None:
+            thread.join()
 
     def _batches_ahead(self) -> int:
-        return max(1, sum(s["total"] - s["position"] for s in (self.emu.stream_state(**x) for x in STREAMS)) // BATCH)
+        """A lower bound of the advances a sync will make: triage's full batches still unread."""
+        state = self.emu.stream_state(**TRIAGE)
+        return max(1, (state["total"] - state["position"]) // BATCH)
 
     # -- one sync, and how it ends
     def clean_sync(self, label: str) -> None:
@@ -306,7 +360,7 @@ class Scenario:
             time.sleep(self.rng.uniform(0, 0.4))
             hit = self.driver.exit_code(pid) is None and _kill(pid)
         else:
-            target = start + self.rng.randint(min_advances, max(min_advances, self._batches_ahead()))
+            target = start + self.rng.randint(min(min_advances, self._batches_ahead()), self._batches_ahead())
             hit = self._wait_advances(pid, target)
             if hit:
                 time.sleep(self.rng.uniform(0, 0.02))
@@ -321,16 +375,25 @@ class Scenario:
             self._bury(connector if hit else None, killed_at)
 
     # -- rounds
+    def _begin_round(self) -> None:
+        self._round_began = time.time()
+        self._had_state = self.warehouse.has_state()
+
     def _end_round(self, kind: str) -> None:
+        if not self._had_state and kind in KINDS:
+            kind += " without state"  # an earlier round left the cache without a committed state
         self.rounds.append(kind)
+        self.timeline.append((kind, round(time.time() - self._round_began, 1)))
         for s in STREAMS:
             self.max_positions[s["stream"]].append(self.emu.stream_state(**s)["max_position"])
 
     def first_sync_killed(self) -> None:
+        self._begin_round()
         self.killed_sync("first_sync_killed", min_advances=2)
         self._end_round("first_sync_killed")
 
     def random_round(self) -> None:
+        self._begin_round()
         kind = self.rng.choices(KINDS, WEIGHTS)[0]
         self._upload()
         if kind == "clean":
@@ -340,6 +403,7 @@ class Scenario:
         self._end_round(kind)
 
     def lost_state_row(self) -> None:
+        self._begin_round()
         self._upload()
         self.clean_sync("lost_state_row: the sync whose state row is lost")
         self.lost_state_rows += self.warehouse.lose_state_row()
@@ -348,6 +412,7 @@ class Scenario:
         self._end_round("lost_state_row")
 
     def orphan_race(self) -> None:
+        self._begin_round()
         self._upload()
         self.clean_sync("orphan_race: the committed sync before it")
         self._upload(150, 150)
@@ -360,21 +425,41 @@ class Scenario:
             self._end_round("orphan_race")
             return
         fired = self.emu.faults.fired
-        self.emu.inject(Fault(route="advance", kind="hang", seconds=HANG_SECONDS, times=1))
+        self.emu.gate.clear()
+        self.emu.inject(Fault(route="advance", kind="hang", seconds=GATED_SECONDS, times=1))
         while self.emu.faults.fired == fired and self.driver.exit_code(pid) is None:
             time.sleep(0.002)
-        # The advance hangs: the reader dies now, and the next sync starts at once, its reads slowed
-        # down so that it is still behind the orphan's batch when the hang is over.
+        # An advance hangs (unapplied): the reader dies now and the next sync starts at once, its
+        # reads slowed down. Once it has put triage back where the committed state says, the hang
+        # ends with a dropped connection; an orphan that retries the advance then moves triage on
+        # while the next sync reads it.
         self.emu.inject(Fault(route="results", kind="delay", seconds=SLOW_RESULTS_SECONDS))
         hit = _kill(pid)
         killed_at = time.time()
+        watcher = self._watch(connector, killed_at, grace=SYNC_TIMEOUT)  # it must see the gate open
         racer = self.driver.sync()
         self._count(self.kills if hit else self.missed_kills, "orphan_race")
-        time.sleep(max(0.0, killed_at + HANG_SECONDS + 1.5 - time.time()))
+        deadline = time.time() + SYNC_TIMEOUT
+        while not [e for e in self.emu.stream_state(**TRIAGE)["log"] if e["at"] > killed_at]:
+            if self.driver.exit_code(racer) is not None or time.time() > deadline:
+                break
+            time.sleep(0.005)
+        time.sleep(0.3)  # the next sync's reset and advance to the committed continuation
+        self.emu.gate.set()
+        time.sleep(SLOW_RESULTS_SECONDS)
         self.emu.clear_faults()
         self._finish(racer, "orphan_race: the sync racing the orphan", must_succeed=True)
         self._finish(pid, "orphan_race: the killed sync", must_succeed=False)
-        self._bury(connector, killed_at)
+        if watcher is not None:
+            watcher.join(ORPHAN_GRACE)
+            if watcher.is_alive():
+                self.orphans_killed_by_test += 1
+                _kill(connector)
+                watcher.join()
+        self.race_log = [
+            {k: e[k] for k in ("op", "from", "to", "outcome") if k in e} | {"t": round(e["at"] - killed_at, 2)}
+            for e in self.emu.stream_state(**TRIAGE)["log"] if e["at"] >= killed_at - 1
+        ]
         self._end_round("orphan_race")
 
     # -- the verdict
@@ -436,7 +521,7 @@ def test_every_consumed_comment_lands_once_in_the_warehouse(warehouse_kind, requ
     rng = random.Random(seed)
     server = request.getfixturevalue("postgres") if warehouse_kind == "postgres" else None
     warehouse = Warehouse(warehouse_kind, tmp_path, server)
-    with Emulator(seed=13, comments=60, scenario="default") as emu:
+    with GatedEmulator(seed=13, comments=60, scenario="default") as emu:
         emu.set_latency(3)
         config = connector_config(emu, streams=STREAMS, max_results=BATCH, max_filtered=1024)
         driver = ForkServer(config, warehouse.spec, tmp_path)
@@ -457,7 +542,9 @@ def test_every_consumed_comment_lands_once_in_the_warehouse(warehouse_kind, requ
         "kills": scenario.kills, "missed_kills": scenario.missed_kills, "failed_syncs": scenario.failed_syncs,
         "lost_state_rows": scenario.lost_state_rows, "orphans_killed_by_test": scenario.orphans_killed_by_test,
         "orphan_lifetime_max_s": max(scenario.orphan_lifetimes, default=0.0), "seconds": round(time.time() - began, 1),
+        "timeline": scenario.timeline,
     })
+    print(f"orphan race, triage's operations (t: seconds after the kill): {scenario.race_log}")
     print(f"\nexactly-once {warehouse_kind}: {json.dumps(figures)}")
     if os.environ.get("EXACTLY_ONCE_TABLE"):
         with open(os.environ["EXACTLY_ONCE_TABLE"], "a") as table:
