@@ -57,8 +57,8 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(PY) -m pytest integration_tests
 
-chaos-large: $(STAMP)  ## the long kill/resume run (hundreds of kills over a large stream)
-	CHAOS_SCALE=large $(PY) -m pytest integration_tests/test_chaos.py -v
+chaos-large: $(STAMP)  ## the long kill/resume runs (hundreds of kills: over a large stream; end to end into DuckDB and PostgreSQL)
+	CHAOS_SCALE=large $(PY) -m pytest integration_tests/test_chaos.py integration_tests/test_exactly_once.py -v
 
 bench: $(STAMP) $(BENCH_STAMP)  ## benchmarks; writes benchmarks/results.json
 	$(PY) benchmarks/run.py --connector $(BENCH_VENV)/bin/source-commsmining --output benchmarks/results.json
