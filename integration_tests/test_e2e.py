@@ -16,7 +16,7 @@ from integration_tests.conftest import (
 
 
 def test_spec():
-    run = run_connector("spec")
+    run = run_connector("spec", process=True)  # the installed script itself
     assert run.returncode == 0
     spec = run.of_type("SPEC")[0]["spec"]["connectionSpecification"]
     assert {"api_endpoint", "api_token", "streams", "max_results"} <= set(spec["properties"])
