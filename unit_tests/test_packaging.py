@@ -25,6 +25,9 @@ from typing import Any, Dict, List, Tuple
 import pytest
 import yaml
 
+# The module-scoped root_wheel is built once: the module runs on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("packaging")
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
