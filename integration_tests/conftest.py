@@ -10,8 +10,9 @@ How to write a fast test here (`make test` must stay under 6 minutes on 2 cores)
 - Pass `process=True` (or use `run_and_kill`) only where the test is about the process itself:
   signals, kills, a closed pipe, what the interpreter prints at exit, the installed script's
   existence, the collector tuning (`run()` tunes gc only in a process of its own).
-- Take the `emulator` fixture when the test needs a fresh emulator world (300 comments, the default
-  scenario); building one is cheap (~ms), the world is created lazily.
+- Take `shared_emulator` (one per module) when the test only looks (check, discover, full-refresh
+  streams), `emulator` (a fresh one per test: ~0.1 s to start and stop) when it reads
+  stream_results, uploads, injects faults or counts requests.
 - A heavy module (long chaos runs, process-death tests) runs in parallel with the others under
   pytest-xdist (`make test` runs `-n 2 --dist loadgroup`): nothing to do. Tests that bind a fixed
   port or share an outside resource must run on one worker: mark them
@@ -220,5 +221,16 @@ def run_and_kill(config, catalog, state, kill_after: float, timeout: float = 120
 
 @pytest.fixture
 def emulator():
+    with Emulator(seed=7, comments=300, scenario="default") as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def shared_emulator():
+    """The `emulator` world, one per module (per xdist worker), for tests that only look at it.
+
+    Such a test must leave it as it found it for the next: spec, check, discover, the full-refresh
+    streams; no stream_results read, upload, fault, latency or request-log assertion.
+    """
     with Emulator(seed=7, comments=300, scenario="default") as emu:
         yield emu
