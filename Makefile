@@ -14,7 +14,7 @@ QA_VENV := .venv-qa
 QA_STAMP := $(QA_VENV)/.installed
 AIRBYTE_INTERNAL_OPS := airbyte-internal-ops==0.132.0
 
-.PHONY: install test test-cdk-latest unit integration chaos-large bench demo emulator docker-build qa clean
+.PHONY: install test test-cdk-latest cdk-latest-venv unit integration chaos-large bench demo emulator docker-build qa clean
 
 # The emulator is a distribution of its own (emulator/pyproject.toml): installed here for the tests,
 # the demo and the benchmarks, never by `pip install .` at the root.
@@ -37,19 +37,36 @@ $(QA_STAMP):
 
 install: $(STAMP)  ## create .venv and install the package with its test and demo extras
 
-test: $(STAMP)  ## every test: unit, emulator, end-to-end, chaos (CI size), then the unit tests on the newest CDK 7.x
-	$(PY) -m pytest -q
+# On every core (pytest-xdist); tests that share a fixed port or server are grouped (xdist_group);
+# tests that time themselves against a bound (marker `serial`) run alone afterwards.
+test: $(STAMP)  ## every test: unit, emulator, end-to-end, chaos (CI size), then the CDK contract on the newest CDK 7.x
+	$(PY) -m pytest -q -n auto --dist loadgroup -m "not image_tests and not serial"
+	$(PY) -m pytest -q -m "serial and not image_tests"
 	$(MAKE) test-cdk-latest
 
-# The unit and CDK contract tests against the newest airbyte-cdk 7.x the pin admits (setup.py), in a
-# venv of its own upgraded on every run, so a CDK release that breaks a contract fails `make test`.
-test-cdk-latest:  ## unit and contract tests against the newest airbyte-cdk 7.x
+# The CDK contract tests (and one end-to-end pass over every verb) against the newest airbyte-cdk 7.x
+# the pin admits (setup.py), so a CDK release that breaks a contract fails `make test`. When .venv
+# already holds that newest 7.x (a fresh `make install` does), the run above was on it: nothing to
+# redo. Otherwise a venv of its own is upgraded to it. If PyPI cannot be asked, the venv is built
+# anyway (and fails as loudly as before).
+CDK_PIN := airbyte-cdk>=7.39.1,<8
+CDK_LATEST_TESTS := unit_tests/test_cdk_contract.py integration_tests/test_e2e.py
+test-cdk-latest: $(STAMP)  ## CDK contract tests against the newest airbyte-cdk 7.x (skipped when .venv has it)
+	@installed=$$($(PY) -c "from importlib.metadata import version; print(version('airbyte-cdk'))"); \
+	if report=$$($(PY) -m pip install --quiet --dry-run --upgrade --no-deps --report - '$(CDK_PIN)' 2>/dev/null) && \
+	   newer=$$(echo "$$report" | $(PY) -c "import json, sys; print(' '.join(i['metadata']['version'] for i in json.load(sys.stdin)['install']))") && \
+	   [ -z "$$newer" ]; then \
+		echo "test-cdk-latest: .venv has airbyte-cdk $$installed, the newest 7.x: the contract tests above ran on it"; \
+	else \
+		$(MAKE) cdk-latest-venv && $(CDK_LATEST_VENV)/bin/python -m pytest -q $(CDK_LATEST_TESTS); \
+	fi
+
+cdk-latest-venv:
 	test -x $(CDK_LATEST_VENV)/bin/python || $(PYTHON) -m venv $(CDK_LATEST_VENV)
 	$(CDK_LATEST_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(CDK_LATEST_VENV)/bin/python -m pip install --quiet --upgrade --upgrade-strategy only-if-needed \
-		-e '.[tests]' -e ./emulator 'airbyte-cdk>=7.39.1,<8'
+		-e '.[tests]' -e ./emulator '$(CDK_PIN)'
 	$(CDK_LATEST_VENV)/bin/python -c "from importlib.metadata import version; print('airbyte-cdk', version('airbyte-cdk'))"
-	$(CDK_LATEST_VENV)/bin/python -m pytest -q unit_tests
 
 unit: $(STAMP)
 	$(PY) -m pytest unit_tests

@@ -18,6 +18,8 @@ TEST_REQUIREMENTS = [
     "hypothesis>=6.80,<6.100",
     "hypothesis-jsonschema==0.23.1",
     "jsonschema>=4.18",
+    # `make test` runs the suite on every core (-n auto --dist loadgroup; see integration_tests/conftest.py).
+    "pytest-xdist>=3.5",
 ]
 
 setup(

@@ -1,9 +1,30 @@
-"""End-to-end helpers: an emulator on loopback and the installed console script as a subprocess."""
+"""End-to-end helpers: an emulator on loopback and the connector's console script, run in-process or as a subprocess.
 
+How to write a fast test here (`make test` must stay under 6 minutes on 2 cores):
+
+- Run the connector with `run_connector(command, config, catalog, state)`: by default it calls the
+  console script's own function (`source_commsmining.run.run(args)`) in this process, with stdout,
+  stderr and the CDK's print buffer captured, so a run costs its work and not ~1.2 s of CDK imports.
+  It is the same code path as the installed script (argument parsing, masking, TRACE on failure,
+  the exit code as `Run.returncode`); only the interpreter around it is shared.
+- Pass `process=True` (or use `run_and_kill`) only where the test is about the process itself:
+  signals, kills, a closed pipe, what the interpreter prints at exit, the installed script's
+  existence, the collector tuning (`run()` tunes gc only in a process of its own).
+- Take `shared_emulator` (one per module) when the test only looks (check, discover, full-refresh
+  streams), `emulator` (a fresh one per test: ~0.1 s to start and stop) when it reads
+  stream_results, uploads, injects faults or counts requests.
+- A heavy module (long chaos runs, process-death tests) runs in parallel with the others under
+  pytest-xdist (`make test` runs `-n 2 --dist loadgroup`): nothing to do. Tests that bind a fixed
+  port or share an outside resource must run on one worker: mark them
+  `@pytest.mark.xdist_group("<resource>")` (e.g. "port-18077", "postgres").
+"""
+
+import io
 import json
 import os
 import shutil
 import signal
+import traceback
 import subprocess
 import sys
 import tempfile
@@ -116,11 +137,70 @@ def _env() -> Dict[str, str]:
     return env
 
 
-def run_connector(command: str, config=None, catalog=None, state=None, timeout: float = 300) -> Run:
+def run_connector(
+    command: str, config=None, catalog=None, state=None, timeout: float = 300, *,
+    process: bool = False, env: Optional[Dict[str, str]] = None, extra_args: List[str] = (),
+) -> Run:
+    """One run of `source-commsmining <command>`: in this process (default) or, `process=True`, as a subprocess.
+
+    `env` adds environment variables for the run; `extra_args` (e.g. ["--debug"]) follow the file arguments.
+    """
     with tempfile.TemporaryDirectory() as tmp:
-        args = [CONNECTOR, command] + _write_files(Path(tmp), config, catalog, state)
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=_env())
+        args = [command] + _write_files(Path(tmp), config, catalog, state) + list(extra_args)
+        if not process:
+            return _run_in_process(args, timeout, env or {})
+        proc = subprocess.run([CONNECTOR] + args, capture_output=True, text=True, timeout=timeout, env=dict(_env(), **(env or {})))
     return Run(proc.returncode, _parse(proc.stdout), proc.stderr, proc.stdout)
+
+
+class _Stream(io.StringIO):
+    """stdout or stderr of an in-process run.
+
+    The CDK's PrintBuffer (airbyte_cdk.utils.print_buffer) steps aside when sys.stdout looks like
+    pytest's capture; this stream does not, so the run writes through the PrintBuffer to
+    sys.__stdout__, as the console script does in a process of its own.
+    """
+
+
+class _TimedOut(BaseException):
+    """An in-process run exceeded its timeout (a BaseException, so the run's `except Exception` cannot swallow it)."""
+
+
+def _run_in_process(args: List[str], timeout: float, env: Dict[str, str]) -> Run:
+    from source_commsmining.run import run
+
+    out, err = _Stream(), _Stream()
+    saved_streams = sys.stdout, sys.stderr, sys.__stdout__
+    saved_env = {key: os.environ.get(key) for key in env}
+
+    def on_alarm(signum, frame):
+        raise _TimedOut(f"source-commsmining {' '.join(args)} ran longer than {timeout} s")
+
+    previous_alarm = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    returncode: Optional[int] = 0
+    try:
+        os.environ.update(env)
+        sys.stdout, sys.stderr, sys.__stdout__ = out, err, out
+        run(args)
+    except SystemExit as exit_:
+        returncode = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except _TimedOut:
+        raise
+    except BaseException:  # what the interpreter would print before exiting 1
+        err.write(traceback.format_exc())
+        returncode = 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_alarm)
+        sys.stdout, sys.stderr, sys.__stdout__ = saved_streams
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    raw = out.getvalue()
+    return Run(returncode, _parse(raw), err.getvalue(), raw)
 
 
 def run_and_kill(config, catalog, state, kill_after: float, timeout: float = 120) -> Run:
@@ -141,5 +221,16 @@ def run_and_kill(config, catalog, state, kill_after: float, timeout: float = 120
 
 @pytest.fixture
 def emulator():
+    with Emulator(seed=7, comments=300, scenario="default") as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def shared_emulator():
+    """The `emulator` world, one per module (per xdist worker), for tests that only look at it.
+
+    Such a test must leave it as it found it for the next: spec, check, discover, the full-refresh
+    streams; no stream_results read, upload, fault, latency or request-log assertion.
+    """
     with Emulator(seed=7, comments=300, scenario="default") as emu:
         yield emu

@@ -16,7 +16,7 @@ from integration_tests.conftest import (
 
 
 def test_spec():
-    run = run_connector("spec")
+    run = run_connector("spec", process=True)  # the installed script itself
     assert run.returncode == 0
     spec = run.of_type("SPEC")[0]["spec"]["connectionSpecification"]
     assert {"api_endpoint", "api_token", "streams", "max_results"} <= set(spec["properties"])
@@ -28,27 +28,27 @@ def test_check_good_token(emulator):
     assert all(not path.endswith(("/results", "/advance")) for _, path, _ in emulator.request_log)
 
 
-def test_check_bad_token(emulator):
-    cfg = connector_config(emulator, api_token="not-a-token")
+def test_check_bad_token(shared_emulator):
+    cfg = connector_config(shared_emulator, api_token="not-a-token")
     status = run_connector("check", config=cfg).of_type("CONNECTION_STATUS")[0]["connectionStatus"]
     assert status["status"] == "FAILED" and "rejected the API token" in status["message"]
 
 
-def test_check_missing_stream(emulator):
-    cfg = connector_config(emulator, streams=[TRIAGE, {"project": "acme", "dataset": "collections", "stream": "nope"}])
+def test_check_missing_stream(shared_emulator):
+    cfg = connector_config(shared_emulator, streams=[TRIAGE, {"project": "acme", "dataset": "collections", "stream": "nope"}])
     status = run_connector("check", config=cfg).of_type("CONNECTION_STATUS")[0]["connectionStatus"]
     assert status["status"] == "FAILED" and "acme/collections/nope" in status["message"] and "streams[1]" in status["message"]
 
 
-def test_check_missing_permission(emulator):
-    token = emulator.add_token(permissions=["View sources"])
-    cfg = connector_config(emulator, api_token=token)
+def test_check_missing_permission(shared_emulator):
+    token = shared_emulator.add_token(permissions=["View sources"])
+    cfg = connector_config(shared_emulator, api_token=token)
     status = run_connector("check", config=cfg).of_type("CONNECTION_STATUS")[0]["connectionStatus"]
     assert status["status"] == "FAILED" and "Consume streams" in status["message"]
 
 
-def test_discover(emulator):
-    catalog = run_connector("discover", config=connector_config(emulator)).of_type("CATALOG")[0]["catalog"]
+def test_discover(shared_emulator):
+    catalog = run_connector("discover", config=connector_config(shared_emulator)).of_type("CATALOG")[0]["catalog"]
     streams = {s["name"]: s for s in catalog["streams"]}
     assert streams["stream_results"]["supported_sync_modes"] == ["incremental"]
     assert streams["stream_results"]["source_defined_primary_key"] == [["project"], ["dataset"], ["stream"], ["uid"]]

@@ -2,20 +2,19 @@
 success, never a bare traceback or a hang; nothing is advanced past a batch that was not printed
 with its STATE; the token, in any form, appears nowhere in stdout or stderr.
 
-Each case runs the installed console script as a subprocess against misbehaving_server.py on
-loopback, with a subprocess timeout, small retry budgets and a lowered response deadline.
+Each case runs the console script against misbehaving_server.py on loopback, with a timeout,
+small retry budgets and a lowered response deadline: in-process, except the token cases, which run
+the installed script as a subprocess so that nothing the process prints (the interpreter's own
+messages included) can hold the token.
 """
 
 import json
 import os
-import subprocess
-import tempfile
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
 
-from integration_tests.conftest import CONNECTOR, Run, _parse, _write_files, configured_catalog
+from integration_tests.conftest import Run, configured_catalog, run_connector
 from integration_tests.misbehaving_server import Answer, MisbehavingServer
 from source_commsmining.errors import secret_forms
 
@@ -31,13 +30,10 @@ def config(server: MisbehavingServer, token: str = TOKEN, **extra: Any) -> Dict[
     return cfg
 
 
-def run(command: str, cfg: Dict[str, Any], catalog=None, debug: bool = False, env: Optional[Dict[str, str]] = None) -> Run:
-    with tempfile.TemporaryDirectory() as tmp:
-        args = [CONNECTOR, command] + _write_files(Path(tmp), cfg, catalog) + (["--debug"] if debug else [])
-        environment = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-        environment.update(env or {})
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT, env=environment)
-    return Run(proc.returncode, _parse(proc.stdout), proc.stderr, proc.stdout)
+def run(command: str, cfg: Dict[str, Any], catalog=None, debug: bool = False, env: Optional[Dict[str, str]] = None,
+        process: bool = False) -> Run:
+    """In-process (conftest.run_connector); `process=True` where the token must be absent from all a process prints."""
+    return run_connector(command, cfg, catalog, timeout=TIMEOUT, process=process, env=env, extra_args=["--debug"] if debug else [])
 
 
 def error_of(result: Run) -> Optional[Dict[str, Any]]:
@@ -84,7 +80,7 @@ def test_a_token_echoed_in_an_error_body_is_printed_nowhere(command, status):
         server.script("GET results", Answer(status, echo_token=True))
         server.script("GET stream", Answer(status, echo_token=True))
         catalog = configured_catalog("sources", "stream_results") if command == "read" else None
-        result = run(command, config(server), catalog)
+        result = run(command, config(server), catalog, process=True)
         error = check_invariants(server, result)
         assert server.requests or command == "discover", "the connector never called the server"
     if command == "check":
@@ -98,7 +94,7 @@ def test_a_token_echoed_in_an_error_body_is_printed_nowhere(command, status):
 def test_a_latin1_token_is_masked_in_the_debug_log_in_every_form():
     token = "tökén-secret-77"
     with MisbehavingServer() as server:
-        result = run("read", config(server, token=token), configured_catalog("sources", "stream_results"), debug=True)
+        result = run("read", config(server, token=token), configured_catalog("sources", "stream_results"), debug=True, process=True)
         error = check_invariants(server, result, token)
         assert error is None, error
         assert any(r.authorization.endswith("-secret-77") for r in server.requests)
@@ -109,7 +105,7 @@ def test_a_token_outside_latin1_is_refused_naming_api_token(command):
     token = "tok€n-secret-77"
     with MisbehavingServer() as server:
         catalog = configured_catalog("stream_results") if command == "read" else None
-        result = run(command, config(server, token=token), catalog)
+        result = run(command, config(server, token=token), catalog, process=True)
         error = check_invariants(server, result, token)
         assert not server.requests, "nothing may be sent with a token that cannot be sent"
     assert error is not None and error["failure_type"] == "config_error", result.raw[-2000:]

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+# Binds 127.0.0.1:18077 (acceptance-test-config.yml): one worker at a time under pytest-xdist.
+pytestmark = pytest.mark.xdist_group("port-18077")
+
 ROOT = Path(__file__).resolve().parent.parent
 AIRBYTE_CDK = Path(sys.executable).parent / "airbyte-cdk"
 EXPECTED_PASSES = {"test_spec", "test_check", "test_discover", "test_basic_read", "test_fail_read_with_bad_catalog"}

@@ -36,6 +36,8 @@ STREAMS = [TRIAGE, URGENT]
 KEY = ["project", "dataset", "stream", "uid"]
 COMMENTS = 100  # below the first seeded re-upload (see the module docstring)
 UPLOADED = 40  # comments uploaded between the first and the second sync
+# The module-scoped PostgreSQL server is started once: the module runs on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("postgres")
 
 
 @pytest.fixture
