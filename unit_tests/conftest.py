@@ -20,6 +20,8 @@ def config(**overrides: Any) -> Dict[str, Any]:
         "api_token": TOKEN,
         "streams": [{"project": "acme", "dataset": "collections", "stream": "triage"}],
         "max_retries": 2,
+        # Tests of reading start where the mocked stream is; the start reset is tested on its own (test_resume_protocol.py).
+        "start_position": "current",
     }
     base.update(overrides)
     return base
