@@ -639,9 +639,12 @@ class ResultsReader:
         """Why a reset to `watermark` could move the stream forward past a comment not delivered; None if it cannot.
 
         A reset goes to the first comment created at or after the watermark. The first comment `/results`
-        would serve now (a GET: nothing is consumed) is where the stream is: if the watermark is not after it
-        (its `created_at`, or `last_modified` for a re-upload, which the queue places at its upload time), the
-        reset moves the stream back or leaves it. With nothing pending, a watermark not in the future is safe.
+        would serve now (a GET: nothing is consumed) is where the stream is: if the watermark is not after its
+        `created_at`, the reset moves the stream back or leaves it. With nothing pending, a watermark not in
+        the future is safe. Only `created_at` is compared: `last_modified` may be far later than the comment's
+        place in the queue. A re-upload at the head of the queue keeps its old `created_at`, so it can make
+        an honest state look unsafe; that costs a reset (a warning) or, if the continuation was refused too, a
+        config_error, never a comment.
         """
         when = instant(watermark)
         if when is None:
@@ -656,8 +659,8 @@ class ResultsReader:
             return "the stream's next comments are filtered out, so its position cannot be compared with the watermark."
         comment = results[0].get("comment") if isinstance(results[0], dict) else None
         comment = comment if isinstance(comment, dict) else {}
-        times = [t for t in (instant(comment.get("created_at")), instant(comment.get("last_modified"))) if t is not None]
-        if times and when <= max(times):
+        head = instant(comment.get("created_at"))
+        if head is not None and when <= head:
             return None
         return (
             f"its watermark {watermark} is after the stream's next comment ({comment.get('created_at')!r}): a reset "
