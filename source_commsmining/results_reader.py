@@ -585,7 +585,7 @@ class ResultsReader:
             )
             return
         how = "the API accepted the state's continuation" if refused is None else (
-            f"the API refused the state's continuation ({describe(refused)})"
+            f"the API refused to advance to the state's continuation ({describe(refused)})"
         )
         reset_refusal, unsafe = None, None
         if self._rewind and watermark:
