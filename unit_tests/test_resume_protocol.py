@@ -241,3 +241,25 @@ def test_a_retry_of_an_advance_is_not_sent_once_the_sync_stopped_during_its_back
         assert advance.call_count == 1  # the first attempt only: no retry
     finally:
         liveness.start()
+
+
+def test_check_logs_the_dedicated_stream_rule():
+    import logging
+
+    from source_commsmining.check import check_connection
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    logger = logging.getLogger("test-check-dedicated")
+    logger.addHandler(Keep())
+    logger.setLevel(logging.INFO)
+    source = SourceCommsmining(config=config())
+    with requests_mock.Mocker() as m:
+        m.get("https://acme.reinfer.io/api/v1/sources", json={"status": "ok", "sources": []})
+        definition(m)
+        check_connection(source._api(source._config), "https://acme.reinfer.io", [CmStream("acme", "collections", "triage")], logger)
+    assert any("must be dedicated to this connection" in line and "one stream per consumer" in line for line in records)
