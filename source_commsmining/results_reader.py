@@ -55,7 +55,6 @@ _ACK_POLL_SECONDS = 0.2
 _UNREAD = object()  # a stream's model version before its definition was read
 # How far in the future a watermark may be (clock skew between the API and this host) before it is not believed.
 _WATERMARK_SKEW = timedelta(minutes=5)
-START_POSITIONS = ("stream_created", "date", "current")
 
 
 @dataclass
