@@ -141,3 +141,22 @@ def test_a_closed_stdout_during_a_slow_retried_advance_ends_the_process_and_send
         assert proc.returncode != 0
         assert len(_advances(emu)) - closed <= 1  # a retry already on the wire at the close, no later one
         assert emu.stream_state("acme", "collections", "triage")["position"] == 0  # every advance failed: none applied
+
+
+# ---------------------------------------------------------------- 17.3: a confirmed state handed back after a lost commit
+@pytest.mark.parametrize("backward_advance", ["accept", "refuse"])
+def test_a_confirmed_state_handed_back_after_a_later_sync_was_not_committed_delivers_that_sync_again(backward_advance):
+    """The destination lost sync 2's commit and hands sync 1's last (confirmed) state back: sync 3 needs no
+    reset where the server honours the older token, and recovers with a safe reset where it refuses it."""
+    with Emulator(seed=5, comments=200, scenario="default", backward_advance=backward_advance) as emu:
+        cfg = connector_config(emu, max_results=16)
+        first = run_connector("read", config=cfg, catalog=CATALOG)
+        assert first.returncode == 0 and first.states[-1]["stream"]["stream_state"]["states"][0]["cursor"]["position_confirmed"]
+        emu.upload("acme", "inbox", 40)
+        second = run_connector("read", config=cfg, catalog=CATALOG, state=first.last_state())
+        assert second.returncode == 0 and len(second.uids()) == 40
+        resets = emu.stream_state("acme", "collections", "triage")["resets"]
+        third = run_connector("read", config=cfg, catalog=CATALOG, state=first.last_state())
+        assert third.returncode == 0, third.stderr[-2000:]
+        assert set(second.uids()) <= set(third.uids()) and len(third.uids()) <= 40 + 16
+        assert emu.stream_state("acme", "collections", "triage")["resets"] == resets + (backward_advance == "refuse")
