@@ -186,15 +186,31 @@ def test_everything_filtered_is_advanced_past_and_reading_goes_on():
         assert _position(emu, URGENT) == 300 and len(_results_calls(emu)) > len(run.uids())  # many empty batches
 
 
-# ---------------------------------------------------------------- 5. one reset per stream per sync with state
+# ---------------------------------------------------------------- 5. a reset only where it is needed
 
 
-def test_every_sync_with_state_resets_each_stream_once_unless_rewind_is_off():
+def test_a_stream_is_reset_at_its_first_sync_and_after_an_unconfirmed_state_never_after_a_confirmed_one():
+    """UiPath advises against routine resets, and a reset makes any other consumer re-read: the first sync resets
+    to the start position, a sync from a state written at the clean end of a sync (position_confirmed) does not,
+    and a sync from a state committed mid-sync does (the server may be ahead of it)."""
     with Emulator(seed=5, comments=100, scenario="default") as emu:
         cfg = connector_config(emu, streams=[TRIAGE, RAW], max_results=32)
+
+        def resets():
+            return [emu.stream_state("acme", "collections", s)["resets"] for s in ("triage", "raw")]
+
         first = run_connector("read", config=cfg, catalog=CATALOG)
+        assert first.returncode == 0 and resets() == [1, 1] and len(first.uids()) == 200
+        assert all(e["cursor"].get("position_confirmed") is True for e in first.states[-1]["stream"]["stream_state"]["states"])
+        assert not any(e["cursor"].get("position_confirmed") for s in first.states[:-1] for e in s["stream"]["stream_state"]["states"])
         second = run_connector("read", config=cfg, catalog=CATALOG, state=first.last_state())
+        assert second.returncode == 0 and resets() == [1, 1] and second.uids() == []
         third = run_connector("read", config={**cfg, "rewind_on_resume": False}, catalog=CATALOG, state=second.last_state())
-        assert first.returncode == second.returncode == third.returncode == 0
-        assert [emu.stream_state("acme", "collections", s)["resets"] for s in ("triage", "raw")] == [1, 1]
-        assert second.uids() == third.uids() == []
+        assert third.returncode == 0 and resets() == [1, 1] and third.uids() == []
+        # A state committed after the first batch of one stream (no position_confirmed): that stream is reset to its
+        # watermark and advanced to its continuation (its last 68 re-read); the other, without a cursor, is reset to
+        # its start position (all 100 re-read).
+        middle = [first.states[0]]
+        assert len(middle[0]["stream"]["stream_state"]["states"]) == 1
+        fourth = run_connector("read", config=cfg, catalog=CATALOG, state=middle)
+        assert fourth.returncode == 0 and resets() == [2, 2] and len(fourth.uids()) == 68 + 100

@@ -28,6 +28,13 @@ def check_connection(api: CmApi, endpoint: str, streams: List[CmStream], logger:
             "permission), and that this network can reach the API.",
         )
     logger.info(f"check: the token can see {len(sources)} sources")
+    if streams:
+        logger.info(
+            "check: each configured Communications Mining stream must be dedicated to this connection: a stream has "
+            "one position for all its consumers, so another reader (a robot, another connection, a second sync at "
+            "the same time) would take comments this one never delivers. Create one stream per consumer (same model, "
+            "same filter)."
+        )
     problems = []
     for index, cm in enumerate(streams):
         try:

@@ -13,6 +13,7 @@ from airbyte_cdk.sources.declarative.transformations.config_transformations.conf
 
 from source_commsmining.api import CmStream
 from source_commsmining.errors import config_error, register_secret
+from source_commsmining.timestamps import instant
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 STREAM_ENTRY_KEYS = {"project", "dataset", "stream"}
@@ -181,7 +182,30 @@ def validate_config(config: MutableMapping[str, Any], spec_schema: Optional[Mapp
     validate_endpoint(config.get("api_endpoint"))
     validate_token(config.get("api_token"))
     _refuse_dot_segment("project", config.get("project"))
+    validate_start_position(config)
     return configured_streams(config)
+
+
+def validate_start_position(config: Mapping[str, Any]) -> None:
+    """`start_position` date needs a `start_date_for_streams` that is a real time (the pattern lets 2024-13-01 by)."""
+    position = config.get("start_position", "stream_created")
+    if position not in ("stream_created", "date", "current"):
+        raise config_error(
+            f"`start_position` is {position!r}: choose stream_created (the default), date (with "
+            "start_date_for_streams) or current."
+        )
+    date = config.get("start_date_for_streams")
+    if position != "date" and date in (None, ""):
+        return
+    if position == "date" and date in (None, ""):
+        raise config_error(
+            "`start_date_for_streams` is missing: `start_position` date resets each stream without state to this "
+            "time, e.g. 2024-01-01T00:00:00Z. Set it, or choose start_position stream_created or current."
+        )
+    if not isinstance(date, str) or not re.match(r"^\d{4}-\d{2}-\d{2}T", date) or instant(date) is None:
+        raise config_error(
+            f"`start_date_for_streams` {date!r} is not a time: give an RFC 3339 date-time such as 2024-01-01T00:00:00Z."
+        )
 
 
 def _integer_settings(spec_schema: Optional[Mapping[str, Any]]):

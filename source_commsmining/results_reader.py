@@ -20,28 +20,29 @@ With `max_records_per_sync`, the streams share the cap in rounds (`_scheduled_ev
 stream is starved by the ones read before it.
 
 At the start of a sync each stream is put where the given state says (the destination's last
-commit): reset to the state's `created_at` watermark (when `rewind_on_resume`), then advance
-to its continuation. See README "Delivery guarantees".
+commit), or, when the state has no cursor for it, at its start position (`_start`); see
+`_resume` for the order of the calls and README "Delivery guarantees" for why.
 """
 
 import logging
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
+from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from airbyte_cdk.models import AirbyteMessage, AirbyteStreamStatus, FailureType, Level
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_commsmining import messages
+from source_commsmining import liveness, messages
 from source_commsmining.api import CmApi, CmStream
 from source_commsmining.envelope import BadResponse
-from source_commsmining.errors import describe
+from source_commsmining.errors import config_error, describe
 from source_commsmining.records import build_records, describe_problems, first_few
 from source_commsmining.state import ResultsState, latest_created_at
+from source_commsmining.timestamps import instant
 
 PROGRESS_INTERVAL_SECONDS = 10.0
 # A stream whose /results keeps answering at the same continuation ("nothing yet, more to come",
@@ -52,6 +53,8 @@ STUCK_CALLS = 5
 STUCK_WAITS_SECONDS = (0.25, 0.5, 1.0, 2.0)
 _ACK_POLL_SECONDS = 0.2
 _UNREAD = object()  # a stream's model version before its definition was read
+# How far in the future a watermark may be (clock skew between the API and this host) before it is not believed.
+_WATERMARK_SKEW = timedelta(minutes=5)
 
 
 @dataclass
@@ -110,6 +113,35 @@ class _Progress:
     logged_at: float = field(default_factory=time.monotonic)
 
 
+class _DaemonPool:
+    """Up to `size` daemon threads running submitted calls.
+
+    Not a ThreadPoolExecutor: Python joins its (non-daemon) threads at exit, so a worker in an
+    advance or its backoff would keep a process alive whose output nobody reads any more, and
+    finish the advance (issue 17, item 2). A daemon worker dies with the process.
+    """
+
+    def __init__(self, size: int, name: str):
+        self._tasks: "queue.Queue[Optional[Tuple[Callable[..., None], Any]]]" = queue.Queue()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(size)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., None], arg: Any) -> None:
+        self._tasks.put((fn, arg))
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._tasks.put(None)
+
+    def _work(self) -> None:
+        while True:
+            task = self._tasks.get()
+            if task is None:
+                return
+            task[0](task[1])
+
+
 def _is_config_error(error: BaseException) -> bool:
     return isinstance(error, AirbyteTracedException) and error.failure_type == FailureType.config_error
 
@@ -133,6 +165,8 @@ class ResultsReader:
         max_records: Optional[int] = None,
         rewind_on_resume: bool = True,
         skip_uncommitted_on_refused_resume: bool = False,
+        start_position: str = "stream_created",
+        start_date: Optional[str] = None,
         flush: Optional[Callable[[], None]] = None,
         logger: Optional[logging.Logger] = None,
     ):
@@ -143,6 +177,11 @@ class ResultsReader:
         self._max_records = max_records
         self._rewind = rewind_on_resume
         self._skip_uncommitted = skip_uncommitted_on_refused_resume
+        self._start_position = start_position
+        self._start_date = start_date
+        # Per CM stream: True while the server's position is known to be exactly the last continuation this sync
+        # advanced it to (or the state's); written by the stream's generator, read by the main thread at the end.
+        self._positioned: Dict[str, bool] = {}
         self._flush = flush or (lambda: messages.flush_stdout())  # looked up per call: tests patch it
         self._logger = logger or logging.getLogger("airbyte")
         self._events: "queue.Queue[_Event]" = queue.Queue()
@@ -160,8 +199,11 @@ class ResultsReader:
             yield messages.status(AirbyteStreamStatus.COMPLETE)
             return
         cursors = {cm.key: self._state.cursor(cm) for cm in self._streams}
+        for cm in self._streams:  # only the sync's last STATE may say where a stream it reads was left
+            self._state.confirm(cm, False)
         progress = {cm.key: _Progress() for cm in self._streams}
         errors: List[BaseException] = []
+        clean: List[CmStream] = []  # streams whose reading ended without an error
         running_sent = False
         events = self._scheduled_events(cursors)
         with closing(events):
@@ -189,6 +231,12 @@ class ResultsReader:
                     if event.error is not None:
                         errors.append(event.error)
                         yield messages.log(f"stream_results {event.cm.key} failed: {describe(event.error)}", Level.ERROR)
+                    else:
+                        clean.append(event.cm)
+        # Every worker is done: the streams that ended cleanly where this sync put them say so (position_confirmed).
+        for cm in clean:
+            if self._positioned.get(cm.key):
+                self._state.confirm(cm)
         # A last checkpoint even when no batch came: Airbyte expects one per sync.
         yield messages.state(self._state.as_dict())
         self._flush()
@@ -224,7 +272,7 @@ class ResultsReader:
             share = _Share()
             readings.append(_Reading(cm, share, self._partition_events(cm, cursors[cm.key], share)))
         # One stream at a time needs no threads: reading inline spares a thread hand-off per batch.
-        executor = None if self._parallel == 1 else ThreadPoolExecutor(self._parallel, thread_name_prefix="cm-stream")
+        executor = None if self._parallel == 1 else _DaemonPool(self._parallel, "cm-stream")
         try:
             while readings:
                 if self._max_records is not None:
@@ -243,7 +291,7 @@ class ResultsReader:
             if executor is not None:
                 # Any worker still waiting for its batch to be delivered gives up without advancing.
                 self._stop.set()
-                executor.shutdown(wait=False, cancel_futures=True)
+                executor.shutdown()
 
     @staticmethod
     def _round_inline(readings: List[_Reading]) -> Iterator[_Event]:
@@ -262,7 +310,7 @@ class ResultsReader:
             if not reading.paused:
                 yield _Done(reading.cm)
 
-    def _round_threads(self, executor: ThreadPoolExecutor, readings: List[_Reading]) -> Iterator[_Event]:
+    def _round_threads(self, executor: _DaemonPool, readings: List[_Reading]) -> Iterator[_Event]:
         """One round, up to `parallel_streams` streams at once, one worker thread each."""
         for reading in readings:
             reading.paused = False
@@ -312,9 +360,9 @@ class ResultsReader:
 
     def _wait_delivered(self, batch: _Batch) -> bool:
         while not batch.delivered.wait(_ACK_POLL_SECONDS):
-            if self._stop.is_set():
+            if self._stop.is_set() or not liveness.is_live():
                 return False
-        return True
+        return liveness.is_live()
 
     def _partition_events(self, cm: CmStream, cursor: Optional[Dict[str, Any]], share: _Share) -> Iterator[_Event]:
         """GET -> yield the batch -> (once it is delivered) advance -> repeat.
@@ -332,8 +380,11 @@ class ResultsReader:
         """
         api = self._api_factory()
         model_version: Any = _UNREAD
+        self._positioned[cm.key] = False
         if cursor:
             yield from self._resume(api, cm, cursor)
+        else:
+            yield from self._start(api, cm)
         last_continuation = cursor["continuation"] if cursor else None
         unmoved = 0  # consecutive /results answers that left the continuation where it was
         while not self._stop.is_set():
@@ -386,7 +437,9 @@ class ResultsReader:
                 return
             if share.left is not None:
                 share.left -= len(records)
+            self._positioned[cm.key] = False  # until the advance is known to have been applied
             self._advance(api, cm, continuation)
+            self._positioned[cm.key] = True
             last_continuation = continuation
             if more is False:
                 return
@@ -435,7 +488,10 @@ class ResultsReader:
 
     @staticmethod
     def _advance(api: CmApi, cm: CmStream, continuation: str) -> None:
-        """Advances past a delivered batch; a refusal (a 400 the manifest hands back) fails the sync, naming the stream."""
+        """Advances past a delivered batch; a refusal (a 400 the manifest hands back) fails the sync, naming the stream.
+
+        Never once the sync is gone (liveness.py): the authenticator checks again before each retry."""
+        liveness.require_live(f"stream_results {cm.key}: the advance past the batch just delivered")
         try:
             api.advance(cm, continuation)
         except BadResponse as error:
@@ -447,77 +503,212 @@ class ResultsReader:
                 status_code=error.status_code,
             ) from error
 
-    def _resume(self, api: CmApi, cm: CmStream, cursor: Dict[str, Any]) -> Iterator[_Log]:
-        """Puts the server stream at the state's position, back or forward.
+    def _start(self, api: CmApi, cm: CmStream) -> Iterator[_Log]:
+        """A stream the state has no cursor for (a first sync, a stream newly configured, cleared data): put it at
+        its start position before reading, so a failed first sync, re-run, starts from the same place.
 
-        Advancing to an older token is undocumented; a server may refuse it (400, which the manifest's
-        advance error handler hands back as BadResponse). After a reset that costs nothing (the stream
-        goes on from the watermark). Without one, a refusal means the stream is ahead of what the
-        destination committed and cannot be moved back: going on would skip the comments in between,
-        so the stream fails with a config_error saying how to recover them, unless the user chose to
-        skip them (`skip_uncommitted_on_refused_resume`). Any other bad answer (a 2xx saying "error",
-        a body that is not JSON) fails the sync: going on from an unknown position could skip
-        comments silently.
+        `stream_created` resets it to its definition's `created_at` (where a new stream starts), `date` to the
+        configured date; `current` reads from wherever it is, and a failed first sync then loses what it consumed.
         """
-        watermark = cursor.get("created_at")
-        rewound, refusal = False, None
-        if self._rewind and watermark:
-            refusal = api.reset(cm, watermark)
-            rewound = refusal is None
-            if refusal:
-                yield (
-                    _Log(
-                        f"stream_results {cm.key}: the API refused to reset the stream (403: {refusal}), so it cannot be "
-                        f"moved back to the state the destination committed. {_reset_permissions(cm)} Going on from the "
-                        "continuation only, which moves it back if the server accepts the older token.",
-                        Level.WARN,
-                    )
+        if self._start_position == "current":
+            yield _Log(
+                f"stream_results {cm.key}: no state for this stream, reading from its current position (start_position "
+                "current). If this sync fails before the destination commits its state, the comments it consumed "
+                "are not read again.",
+                Level.WARN,
+            )
+            return
+        if self._start_position == "date":
+            to, where = self._start_date or "", f"the configured start_date_for_streams {self._start_date}"
+        else:
+            to = api.get_stream(cm).get("created_at")
+            where = f"its creation time {to} (start_position stream_created)"
+            if instant(to) is None:
+                raise config_error(
+                    f"stream_results {cm.key}: the stream definition's created_at is {to!r}, not a time, so the stream "
+                    "cannot be reset to where it started. Set start_position to date (with start_date_for_streams) or "
+                    "to current."
                 )
+        liveness.require_live(f"stream_results {cm.key}: the reset to the start position")
+        refusal = api.reset(cm, to)
+        if refusal:
+            raise config_error(
+                f"stream_results {cm.key}: the state has no position for this stream (first sync, a stream newly added, "
+                f"or cleared data), so it is reset to {where} before reading, and the API refused the reset (403: "
+                f"{refusal}). {_reset_permissions(cm)} Nothing was read from this stream. Give the token those "
+                "permissions, or set start_position to current to read from the stream's current position instead "
+                "(then a first sync that fails loses the comments it consumed)."
+            )
+        self._positioned[cm.key] = True
+        yield _Log(f"stream_results {cm.key}: no state for this stream: reset it to {where}, then reading.")
+
+    def _resume(self, api: CmApi, cm: CmStream, cursor: Dict[str, Any]) -> Iterator[_Log]:
+        """Puts the server stream at the state's continuation C, never forward past a comment not delivered.
+
+        First `advance(C)`: a no-op on a stream that is at C, in every reading of the API (it is the
+        stream's own position). A state with `position_confirmed` says the sync that wrote it left the
+        stream exactly at C, so that is all (no reset: UiPath advises against routine resets, and a
+        reset makes any other consumer of the stream re-read). A state without it was committed in the
+        middle of a sync: the server may be ahead. Advancing to an older token is undocumented: it may
+        move the stream back, be refused (400), or be ignored. So, when `rewind_on_resume`, the stream
+        is then reset to the state's `created_at` watermark W and advanced to C again, which puts it at
+        C in all three readings.
+
+        A reset to W must never move the stream forward past comments it has not delivered (a state
+        edited by hand or a stream recreated can carry a W ahead of the stream): before it, `/results`
+        is peeked at (a GET consumes nothing) and the reset is made only if W is not after the first
+        pending comment (`_reset_is_safe`).
+
+        A refused C (400) is found before any reset. It means the stream is not where the state says
+        (ahead, or the token is not one the API knows). A reset to W (if safe) followed by C accepted
+        recovers a server that refuses older tokens; anything else fails the stream with a config_error
+        saying how to recover, unless the user chose to skip (`skip_uncommitted_on_refused_resume`).
+        Never "go on from the watermark": that is how a forged watermark skipped comments (issue 18.6).
+        """
+        continuation = cursor["continuation"]
+        watermark = cursor.get("created_at")
+        liveness.require_live(f"stream_results {cm.key}: the advance to the state's continuation")
+        refused = self._try_advance(api, cm, continuation)
+        if refused is None and cursor.get("position_confirmed") is True:
+            self._positioned[cm.key] = True
+            yield _Log(
+                f"stream_results {cm.key}: the state's position is confirmed (the sync that wrote it ended with the "
+                "stream there): advanced to its continuation, no reset."
+            )
+            return
+        if refused is None and not (self._rewind and watermark):
+            why = "rewind_on_resume is off" if not self._rewind else "the state has no created_at watermark yet"
+            yield _Log(
+                f"stream_results {cm.key}: the state was committed in the middle of a sync; {why}, so the stream is only "
+                "advanced to its continuation (a server that ignores an older token stays ahead)."
+            )
+            return
+        how = "the API accepted the state's continuation" if refused is None else (
+            f"the API refused to advance to the state's continuation ({describe(refused)})"
+        )
+        reset_refusal, unsafe = None, None
+        if self._rewind and watermark:
+            unsafe = self._reset_is_unsafe(api, cm, watermark)
+            if unsafe is None:
+                liveness.require_live(f"stream_results {cm.key}: the reset to the state's watermark")
+                reset_refusal = api.reset(cm, watermark)
+                if reset_refusal is None:
+                    again = self._try_advance(api, cm, continuation)
+                    if again is None:
+                        self._positioned[cm.key] = True
+                        yield _Log(
+                            f"stream_results {cm.key}: the state was committed in the middle of a sync ({how}): reset "
+                            f"the stream to the watermark {watermark}, then advanced to the continuation."
+                        )
+                        return
+                    refused = refused or again
+        if refused is None:
+            # Accepted, but the reset could not back it up: right if the server honours an older token.
+            reason = unsafe or f"the API refused the reset (403: {reset_refusal}). {_reset_permissions(cm)}"
+            yield _Log(
+                f"stream_results {cm.key}: the state was committed in the middle of a sync and the stream was advanced "
+                f"to its continuation, but not reset to its watermark: {reason} If the server ignored the older "
+                "continuation, the comments after the committed state are not delivered again.",
+                Level.WARN,
+            )
+            return
+        if self._skip_uncommitted:
+            yield _Log(
+                f"stream_results {cm.key}: {how}, and the stream cannot be put back where the destination committed. "
+                "Going on from the stream's current position as skip_uncommitted_on_refused_resume asks: the comments "
+                "after the destination's last commit are not delivered.",
+                Level.WARN,
+            )
+            return
+        raise self._refused_resume(cm, watermark, refused, reset_refusal, unsafe)
+
+    @staticmethod
+    def _try_advance(api: CmApi, cm: CmStream, continuation: str) -> Optional[BadResponse]:
+        """Advance to a state's continuation: None when accepted, the 400 when refused; anything else raises."""
         try:
-            api.advance(cm, cursor["continuation"])
+            api.advance(cm, continuation)
         except BadResponse as error:
             if error.status_code != 400:
                 raise
-            if not rewound and not self._skip_uncommitted:
-                raise self._refused_resume(cm, watermark, error, refusal) from error
-            refused = f"stream_results {cm.key}: the API refused to advance to the state's continuation ({describe(error)}). "
-            going_on = (
-                "Going on from the reset watermark; a few comments may be delivered again."
-                if rewound
-                else "Going on from the stream's current position as skip_uncommitted_on_refused_resume asks: the "
-                "comments after the destination's last commit are not delivered."
-            )
-            yield _Log(refused + going_on, Level.WARN)
+            return error
+        return None
+
+    @staticmethod
+    def _reset_is_unsafe(api: CmApi, cm: CmStream, watermark: str) -> Optional[str]:
+        """Why a reset to `watermark` could move the stream forward past a comment not delivered; None if it cannot.
+
+        A reset goes to the first comment created at or after the watermark. The first comment `/results`
+        would serve now (a GET: nothing is consumed) is where the stream is: if the watermark is not after its
+        `created_at`, the reset moves the stream back or leaves it. With nothing pending, a watermark not in
+        the future is safe. Only `created_at` is compared: `last_modified` may be far later than the comment's
+        place in the queue. A re-upload at the head of the queue keeps its old `created_at`, so it can make
+        an honest state look unsafe; that costs a reset (a warning) or, if the continuation was refused too, a
+        config_error, never a comment.
+        """
+        when = instant(watermark)
+        if when is None:
+            return f"its watermark {watermark!r} is not a time."
+        if when > datetime.now(timezone.utc) + _WATERMARK_SKEW:
+            return f"its watermark {watermark} is in the future (a state edited by hand or from elsewhere?)."
+        body = api.results(cm, at_most=1)
+        results = body.get("results")
+        if not results:
+            if body.get("more_results") is False or not body.get("num_filtered"):
+                return None
+            return "the stream's next comments are filtered out, so its position cannot be compared with the watermark."
+        comment = results[0].get("comment") if isinstance(results[0], dict) else None
+        comment = comment if isinstance(comment, dict) else {}
+        head = instant(comment.get("created_at"))
+        if head is not None and when <= head:
+            return None
+        return (
+            f"its watermark {watermark} is after the stream's next comment ({comment.get('created_at')!r}): a reset "
+            "would move the stream forward past comments not delivered."
+        )
 
     def _refused_resume(
-        self, cm: CmStream, watermark: Optional[str], error: BadResponse, refusal: Optional[str] = None
+        self,
+        cm: CmStream,
+        watermark: Optional[str],
+        error: BadResponse,
+        refusal: Optional[str] = None,
+        unsafe: Optional[str] = None,
     ) -> AirbyteTracedException:
-        """The config_error of a stream that cannot be put back where the destination committed, with the ways out that apply."""
+        """The config_error of a stream whose state's continuation the API refuses, with the ways out that apply."""
+        by_hand = "reset the stream in Communications Mining by hand to a time before the comments the destination lacks"
         if not watermark:
             why = "the state has no created_at watermark to reset to (no comment of this stream was delivered yet)"
-            recover = "reset the stream in Communications Mining by hand to a time before the sync the destination did not commit"
+            recover = by_hand
         elif not self._rewind:
             why = "rewind_on_resume is off"
             recover = (
                 f"turn rewind_on_resume on (a reset needs the same 'Consume streams' and 'View labels' permissions on "
-                f"project '{cm.project}' as reading the stream), or reset the stream in Communications Mining by hand to {watermark}"
+                f"project '{cm.project}' as reading the stream), or reset the stream in Communications Mining by hand "
+                f"to {watermark}"
             )
-        else:
-            why = f"the API refused to reset it (403: {refusal or 'no message'})"
+        elif unsafe:
+            why = f"it is not reset to the state's watermark because {unsafe}"
+            recover = by_hand
+        elif refusal:
+            why = f"the API refused to reset it (403: {refusal}) to the state's watermark"
             recover = (
                 f"give the token the 'Consume streams' and 'View labels' permissions on project '{cm.project}' (a reset "
                 "needs what reading needs) or, if it has them, resolve what the API's refusal says; or reset the stream "
                 f"in Communications Mining by hand to {watermark}"
             )
+        else:
+            why = f"even after a reset to the state's watermark {watermark} the API refused the continuation"
+            recover = by_hand
         return AirbyteTracedException(
             message=(
-                f"stream_results {cm.key}: the stream in Communications Mining is ahead of the state the destination "
-                f"committed, and it cannot be moved back: {why}, and the API refused to advance to the state's older "
-                f"continuation ({describe(error)}). Nothing was read from this stream, so nothing is skipped. To deliver "
-                f"the comments after the committed state: {recover}, then sync again. To skip them instead: set "
-                "skip_uncommitted_on_refused_resume to true."
+                f"stream_results {cm.key}: the API refused to advance to the state's continuation ({describe(error)}): "
+                "the stream is not where the destination committed (it is ahead, or the continuation is not one the API "
+                f"knows), and {why}. Nothing was read from this stream and it was not moved forward, so nothing is "
+                f"skipped. To deliver the comments after the committed state: {recover}, then sync again; or clear "
+                "the stream_results state, so the stream is read again from start_position (stream_created: from its "
+                "creation). Each configured stream must be dedicated to this connection: check that no other consumer "
+                "reads it. To skip those comments instead: set skip_uncommitted_on_refused_resume to true."
             ),
             internal_message=error.internal_message or error.message,
             failure_type=FailureType.config_error,
         )
-

@@ -8,16 +8,21 @@ where messages are written:
 - SIGINT (Ctrl-C) and SIGTERM (Airbyte's cancel) end like any other failure: what was printed
   (states included) is flushed, a TRACE says the sync was interrupted, the exit code is
   non-zero, and the CDK's temporary directory is cleaned up;
-- a source that cannot even be built (a bad config or state file) still ends with a TRACE.
+- a source that cannot even be built (a bad config or state file) still ends with a TRACE;
+- no advance once nobody reads the output (liveness.py): a broken stdout, a signal or the death of
+  the parent process ends the sync's liveness, and the console script then ends at once
+  (`_watch`), so no orphan finishes an advance after the next sync rewound the stream.
 """
 
 import gc
 import logging
 import os
 import re
+import select
 import signal
 import sys
 import threading
+import time
 import traceback
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -37,6 +42,7 @@ from airbyte_cdk.models import (
 from airbyte_cdk.sources.utils.schema_helpers import split_config
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from source_commsmining import liveness
 from source_commsmining.config import validate_against_spec
 from source_commsmining.errors import mask, register_secret
 from source_commsmining.source import SourceCommsmining
@@ -67,7 +73,57 @@ def _interrupt(signum: int, frame: Any) -> None:
     # A second signal (Airbyte repeats SIGTERM before its SIGKILL) must not cut the clean-up short.
     for other in (signal.SIGINT, signal.SIGTERM):
         signal.signal(other, signal.SIG_IGN)
+    liveness.end(f"the sync received {signal.Signals(signum).name}")
     raise Interrupted(signum)
+
+
+WATCH_SECONDS = 0.25
+_EXIT_GONE = 1  # the exit code when the parent or the reader of stdout went away
+
+
+def _stdout_hung_up(fd: int) -> bool:
+    """The reader of the stdout pipe (or socket) closed its end: a write would fail with EPIPE."""
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+def _watch(parent: int, stdout_fd: Optional[int], interval: float = WATCH_SECONDS) -> None:
+    """A daemon thread of the console script: ends the process when its parent dies or stdout's reader goes.
+
+    Polling the parent id rather than prctl(PR_SET_PDEATHSIG): that signal fires when the parent
+    THREAD that spawned us exits (PyAirbyte may spawn from a worker thread), and it is Linux-only.
+    A process that is orphaned, or whose stdout nobody reads, cannot deliver anything more, and any
+    advance it still made could move a stream past comments no one received: the liveness flag is
+    cleared (no advance or retry is sent from here on) and the process ends with a non-zero code.
+    The main thread blocked in a long advance retry would only notice a broken pipe at its next write.
+    """
+    while True:
+        time.sleep(interval)
+        if os.getppid() != parent:
+            why = "the parent process died"
+        elif stdout_fd is not None and _stdout_hung_up(stdout_fd):
+            why = "the reader of stdout went away"
+        else:
+            continue
+        liveness.end(why)
+        os._exit(_EXIT_GONE)
+
+
+def start_watch() -> None:
+    """Starts `_watch` (the console script only: it ends the whole process), unless already orphaned at start."""
+    parent = os.getppid()
+    if parent <= 1:
+        return  # started by init (or a container's PID 1 died already): no parent whose death could be told
+    stdout = sys.__stdout__
+    try:
+        fd = stdout.fileno() if stdout is not None else None
+    except (OSError, ValueError):
+        fd = None
+    threading.Thread(target=_watch, args=(parent, fd), name="parent-watch", daemon=True).start()
 
 
 class _MaskedStream:
@@ -225,6 +281,9 @@ def run(args: Optional[List[str]] = None) -> None:
     """The console script (no `args`: the process is the connector's own, so its collector is tuned), or in-process."""
     own_process = args is None
     args = sys.argv[1:] if args is None else args
+    liveness.start()
+    if own_process:
+        start_watch()
     exit_code = 0
     config, token, unreadable = None, None, None
     try:
@@ -268,8 +327,12 @@ def run(args: Optional[List[str]] = None) -> None:
         # The reader of stdout went away (a platform that stopped the sync, or PyAirbyte once it has the
         # one message it asked for). Nothing written from here on could be delivered, and nothing is read
         # or advanced after a write fails; end quietly instead of with a traceback nobody can read.
+        liveness.end("stdout is closed")
         _discard_stdout()
         exit_code = 1
+        if own_process:
+            # At once: a worker in an advance or its backoff must not keep the process alive (nor finish it).
+            os._exit(exit_code)
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)

@@ -172,6 +172,8 @@ class SourceCommsmining(YamlDeclarativeSource):
                 max_records=self._config.get("max_records_per_sync"),
                 rewind_on_resume=bool(self._config.get("rewind_on_resume", True)),
                 skip_uncommitted_on_refused_resume=bool(self._config.get("skip_uncommitted_on_refused_resume", False)),
+                start_position=self._config.get("start_position") or "stream_created",
+                start_date=self._config.get("start_date_for_streams"),
                 logger=logger,
             )
             yield from reader.read()

@@ -6,7 +6,9 @@ Shape (per-partition, as Airbyte's other partitioned streams write it):
                  "cursor": {"continuation": "<batch token>", "created_at": "<watermark>"}}]}
 
 `continuation` is the token of the last batch emitted; `created_at` the creation time of the
-newest comment delivered, the watermark a reset goes back to. State for streams no longer
+newest comment delivered, the watermark a reset goes back to. `position_confirmed: true`, only
+in a sync's last STATE, says that sync ended with the CM stream advanced exactly to this
+continuation and no further, so the next sync need not reset it (ResultsReader._resume). State for streams no longer
 configured is carried along untouched, so removing and re-adding a stream loses nothing.
 
 Only a value that parses as a time is ever a watermark: a comment whose `created_at` is not one
@@ -46,6 +48,7 @@ STATE_SCHEMA = {
                         "properties": {
                             "continuation": {"type": "string", "minLength": 1},
                             "created_at": {"type": ["string", "null"]},
+                            "position_confirmed": {"type": "boolean"},
                         },
                     },
                 },
@@ -147,10 +150,19 @@ class ResultsState:
         return dict(cursor) if cursor else None
 
     def update(self, cm: CmStream, continuation: str, created_at: Optional[str]) -> None:
+        """A batch's checkpoint: a fresh cursor, so without `position_confirmed` (more may follow it)."""
         previous = self._cursors.get(cm.key) or {}
         watermark = max_timestamp(previous.get("created_at"), created_at)
         self._cursors[cm.key] = {"continuation": continuation, "created_at": watermark}
         self._partitions[cm.key] = cm.as_partition()
+
+    def confirm(self, cm: CmStream, confirmed: bool = True) -> None:
+        """Marks `cm`'s cursor as where the stream was left (for the sync's last STATE), or, with False, unmarks
+        it (a sync reading `cm` starts so); no cursor, nothing to mark."""
+        cursor = self._cursors.get(cm.key)
+        if cursor:
+            cursor = {key: value for key, value in cursor.items() if key != "position_confirmed"}
+            self._cursors[cm.key] = {**cursor, "position_confirmed": True} if confirmed else cursor
 
     def as_dict(self) -> Dict[str, Any]:
         return {

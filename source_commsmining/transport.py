@@ -33,11 +33,13 @@ from airbyte_cdk.sources.types import Config
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
 
+from source_commsmining import liveness
 from source_commsmining.errors import mask, register_secret
 
 # Tests lower it (a subprocess through the environment); never above the read timeout.
 DEADLINE_ENV = "SOURCE_COMMSMINING_RESPONSE_DEADLINE_SECONDS"
 DEFAULT_DEADLINE_SECONDS = 240.0
+_MOVING_CALLS = ("/advance", "/reset")  # the POSTs that move a stream's position
 _READ_SIZE = 1 << 16  # per read1; larger buffers would be mmap'ed and unmapped on every call
 
 
@@ -187,6 +189,10 @@ class DeadlineBearerAuthenticator(DeclarativeAuthenticator):
         return f"Bearer {self._token}"
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        # Run before the first send and before every retry (after its backoff): a call that moves a
+        # stream is never sent once the sync is gone (liveness.py).
+        if request.method == "POST" and (request.path_url or "").split("?")[0].endswith(_MOVING_CALLS):
+            liveness.require_live(f"POST {request.path_url.split('?')[0].rsplit('/', 1)[-1]}")
         request.headers["Authorization"] = f"Bearer {self._token}"
         # Called again on every retry of the same prepared request: register the hook once.
         if read_within_deadline not in request.hooks["response"]:

@@ -20,6 +20,8 @@ def config(**overrides: Any) -> Dict[str, Any]:
         "api_token": TOKEN,
         "streams": [{"project": "acme", "dataset": "collections", "stream": "triage"}],
         "max_retries": 2,
+        # Tests of reading start where the mocked stream is; the start reset is tested on its own (test_resume_protocol.py).
+        "start_position": "current",
     }
     base.update(overrides)
     return base
@@ -146,3 +148,14 @@ def no_sleep(monkeypatch):
     import time as _time
 
     monkeypatch.setattr(_time, "sleep", lambda seconds: None)
+
+
+@pytest.fixture(autouse=True)
+def live_sync():
+    """The "sync is live" flag is process-wide (liveness.py): a test that ends it (a signal, a closed stdout)
+    must not stop the advances of the tests after it."""
+    from source_commsmining import liveness
+
+    liveness.start()
+    yield
+    liveness.start()

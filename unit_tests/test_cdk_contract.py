@@ -154,7 +154,8 @@ def test_the_response_hook_runs_before_requests_reads_the_body_and_can_fill_the_
 
 
 def test_the_http_client_applies_the_session_auth_to_every_attempt():
-    """The deadline hook is registered by the manifest's authenticator, so the CDK's HttpClient must
+    """The deadline hook is registered, and the liveness check (no advance or reset, nor a retry of one,
+    once the sync is gone) made, by the manifest's authenticator, so the CDK's HttpClient must
     apply session.auth on the first attempt (prepare_request) and again on every retry."""
     import inspect
 

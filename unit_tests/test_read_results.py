@@ -41,9 +41,11 @@ def test_pages_through_batches_and_advances_with_each_batch_continuation():
     assert final["states"] == [
         {
             "partition": {"project": "acme", "dataset": "collections", "stream": "triage"},
-            "cursor": {"continuation": "b2", "created_at": comment(3)["created_at"]},
+            # The sync ended at the end of the stream, right after its advance to b2: the last STATE says so.
+            "cursor": {"continuation": "b2", "created_at": comment(3)["created_at"], "position_confirmed": True},
         }
     ]
+    assert all("position_confirmed" not in e["cursor"] for s in output.state_messages[:-1] for e in _state_dict(s)["states"])
 
 
 def test_each_batch_is_followed_by_its_state_before_the_next_batch():
@@ -159,7 +161,10 @@ def test_each_cm_stream_is_its_own_partition_with_its_own_state():
     assert states == {"triage": "t1", "raw": "r1"}
 
 
-def test_resume_resets_to_the_watermark_then_advances_to_the_continuation_before_reading():
+def test_an_unconfirmed_resume_advances_then_resets_to_the_watermark_then_advances_before_reading():
+    """A state committed mid-sync (no position_confirmed): the continuation is tried first (a refusal is found
+    before anything moves), /results is peeked at (the watermark is not after the next comment, so the reset
+    cannot skip anything), then reset and advance put the stream at the continuation in every reading of the API."""
     state = results_state([
         {"partition": {"project": "acme", "dataset": "collections", "stream": "triage"},
          "cursor": {"continuation": "b7", "created_at": "2024-02-01T00:00:07.000000Z"}},
@@ -174,9 +179,11 @@ def test_resume_resets_to_the_watermark_then_advances_to_the_continuation_before
     calls = [(h.method, h.path.rsplit("/", 1)[-1]) for h in m.request_history]
     # The stream definition (for model_version) is read once, at the first batch with a prediction.
     assert [(method.upper(), path) for method, path in calls] == [
-        ("POST", "reset"), ("POST", "advance"), ("GET", "results"), ("GET", "triage"), ("POST", "advance")]
+        ("POST", "advance"), ("GET", "results"), ("POST", "reset"), ("POST", "advance"), ("GET", "results"),
+        ("GET", "triage"), ("POST", "advance")]
+    assert m.request_history[1].qs["max_results"] == ["1"]  # the peek
     assert reset.request_history[0].json() == {"to_comment_created_at": "2024-02-01T00:00:07.000000Z"}
-    assert advance.request_history[0].json() == {"sequence_id": "b7"}
+    assert [h.json() for h in advance.request_history[:2]] == [{"sequence_id": "b7"}] * 2
     final = _state_dict(output.state_messages[-1])["states"]
     assert {"partition": {"project": "old", "dataset": "gone", "stream": "x"}, "cursor": {"continuation": "zz", "created_at": None}} in final
 
@@ -194,7 +201,7 @@ def test_resume_with_a_refused_reset_warns_and_only_advances():
         output = run_read(config(), catalog("stream_results"), state=state)
     assert not output.errors
     assert advance.request_history[0].json() == {"sequence_id": "b7"}
-    [warning] = [log.log.message for log in output.logs if "refused to reset" in log.log.message]
+    [warning] = [log.log.message for log in output.logs if "refused the reset" in log.log.message]
     assert "'Consume streams' and 'View labels' permissions on project 'acme'" in warning
     assert "Forbidden: missing permission 'View labels' on project 'acme'" in warning
     assert "Modify streams" not in warning and TOKEN not in warning

@@ -69,7 +69,9 @@ def _read(world: FakeStreams, names, *, parallel: int, cap: Optional[int] = None
         with world.lock:
             world.flushed.extend(world.printed)
 
-    reader = ResultsReader(world.api, streams, ResultsState(), parallel_streams=parallel, max_records=cap, flush=flush)
+    reader = ResultsReader(
+        world.api, streams, ResultsState(), parallel_streams=parallel, max_records=cap, flush=flush, start_position="current"
+    )
     messages = reader.read()
     error = None
     try:

@@ -730,7 +730,17 @@ class World:
                 pos = max(0, min(at, ds.total()))
             else:
                 raise ApiError(400, "at must be 'start', 'end' or an index")
-            return self._add_stream(ds, name, model, comment_filter, pos, int(time.time() * 1000), title, description)
+            return self._add_stream(ds, name, model, comment_filter, pos, self._created_ms(ds, pos), title, description)
+
+    @staticmethod
+    def _created_ms(ds, pos: int) -> int:
+        """A stream starts at its creation time: its `created_at` is the time of its first comment (a reset to
+        it goes back to `pos`), or, at the end of the queue, just after the last comment (uploads come later)."""
+        if pos < ds.total():
+            return ds.created_at_ms(pos)
+        if ds.total():
+            return ds.created_at_ms(ds.total() - 1) + 1
+        return int(time.time() * 1000)
 
     def consumed_indexes(self, st: Stream):
         with self.lock:
