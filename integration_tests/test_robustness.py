@@ -34,10 +34,11 @@ def config(server: MisbehavingServer, token: str = TOKEN, **extra: Any) -> Dict[
 
 
 def run(
-    command: str, cfg: Dict[str, Any], catalog=None, debug: bool = False, env: Optional[Dict[str, str]] = None, timeout: float = TIMEOUT
+    command: str, cfg: Dict[str, Any], catalog=None, debug: bool = False, env: Optional[Dict[str, str]] = None, timeout: float = TIMEOUT,
+    state: Any = None,
 ) -> Run:
     with tempfile.TemporaryDirectory() as tmp:
-        args = [CONNECTOR, command] + _write_files(Path(tmp), cfg, catalog) + (["--debug"] if debug else [])
+        args = [CONNECTOR, command] + _write_files(Path(tmp), cfg, catalog, state) + (["--debug"] if debug else [])
         environment = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
         environment.update(env or {})
         try:
@@ -364,3 +365,55 @@ def test_odd_stream_definitions(definition, expected):
         assert error is None, error
         assert {r["data"]["model_version"] for r in result.records} == {3}, "3.0 is version 3"
         assert "not a number" not in result.raw
+
+
+# ------------------------------------------------------------------ issue #18: the comments cursor
+COMMENTS_ROUTE = "GET /_private/sources/acme/mail/comments"
+SOURCE_ID = "0123456789abcdef"
+
+
+def comments_catalog() -> Dict[str, Any]:
+    return {"streams": [{"stream": {"name": "comments", "json_schema": {}, "supported_sync_modes": ["full_refresh", "incremental"],
+                                    "source_defined_cursor": True, "default_cursor_field": ["timestamp"]},
+                         "sync_mode": "incremental", "destination_sync_mode": "append", "cursor_field": ["timestamp"]}]}
+
+
+def comments_state(cursor: Any = None, states: Any = None) -> List[Dict[str, Any]]:
+    if states is None:
+        states = [{"partition": {"source_id": SOURCE_ID, "parent_slice": {}}, "cursor": {"timestamp": cursor}}]
+    return [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "comments"}, "stream_state": {"states": states}}}]
+
+
+def export(*stamps: str) -> Answer:
+    comments = [{"id": f"c{i}", "uid": f"{SOURCE_ID}.c{i}", "timestamp": stamp, "messages": [], "user_properties": {}}
+                for i, stamp in enumerate(stamps)]
+    return Answer(200, {"comments": comments, "continuation": None})
+
+
+@pytest.mark.parametrize("state", [comments_state("garbage"), comments_state(states="x"), comments_state(12)],
+                         ids=["garbage cursor", "states a string", "cursor a number"])
+def test_a_comments_state_that_is_not_a_time_is_a_config_error_saying_how_to_clear_it(state):
+    with MisbehavingServer() as server:
+        server.script(COMMENTS_ROUTE, export("2024-01-01T00:00:00.000000Z"))
+        result = run("read", config(server), comments_catalog(), state=state)
+        error = check_invariants(server, result)
+    assert error is not None and error["failure_type"] == "config_error", result.raw[-3000:]
+    assert "`comments`" in error["message"] and "Clear" in error["message"], error["message"]
+    assert "Something went wrong" not in error["message"]
+
+
+def test_a_comment_dated_2099_never_becomes_a_cursor_that_skips_later_comments():
+    with MisbehavingServer() as server:
+        server.script(COMMENTS_ROUTE, export("2024-01-01T00:00:00.000000Z", "2099-01-01T00:00:00.000000Z"))
+        first = run("read", config(server, start_date="2024-01-01T00:00:00Z"), comments_catalog())
+        assert check_invariants(server, first) is None, first.raw[-3000:]
+        assert len(first.uids("comments")) == 2  # the records are delivered
+        state = [{"type": "STREAM", "stream": first.states[-1]["stream"]}]
+        server.reset()
+        server.script(COMMENTS_ROUTE, export("2024-06-01T00:00:00.000000Z"))
+        second = run("read", config(server, start_date="2024-01-01T00:00:00Z"), comments_catalog(), state=state)
+        error = check_invariants(server, second)
+        exported_from = [r.query.get("from_timestamp", [""])[0] for r in server.requests if r.path.endswith("/comments")]
+    assert error is None, second.raw[-3000:]
+    assert exported_from and all(stamp < "2030" for stamp in exported_from), exported_from
+    assert len(second.uids("comments")) == 1, "the comment after the 2099 one was skipped"
