@@ -63,12 +63,13 @@ def is_loopback(host: str) -> bool:
 
 
 def endpoint_secrets(endpoint: Any) -> List[str]:
-    """A password (or user name) written into `api_endpoint` (user:pass@host): masked like the token."""
+    """A password written into `api_endpoint` (user:pass@host): masked like the token."""
     if not isinstance(endpoint, str):
         return []
     netloc = urlsplit(endpoint.strip().replace("\\", "/")).netloc
     userinfo = netloc.rpartition("@")[0] if "@" in netloc else ""
-    return [part for part in userinfo.split(":", 1) if part] if userinfo else []
+    password = userinfo.partition(":")[2]
+    return [password] if password else []
 
 
 def shown_endpoint(endpoint: str) -> str:
