@@ -101,7 +101,12 @@ def test_the_masked_stream_probes_catch_a_cut_short_echo_in_a_log_line():
     assert TOKEN[:16] not in out.getvalue() and "****" in out.getvalue()
 
 
-def test_protocol_words_survive_a_token_that_is_one():
+def test_protocol_words_survive_a_token_that_is_one(monkeypatch):
+    # Registered on a copy of the masking state: other tests of this process print "stream_results".
+    for name in ("_forms", "_fragments", "_fragile", "_probes", "_record_probes"):
+        monkeypatch.setattr(errors, name, set(getattr(errors, name)))
+    for name in ("_ordered", "PROBES", "RECORD_PROBES"):
+        monkeypatch.setattr(errors, name, getattr(errors, name))
     register_secret("stream_results")
     line = json.dumps({"type": "RECORD", "record": {"stream": "stream_results", "data": {"text": "a stream_results token"}}})
     masked = json.loads(mask(line))
