@@ -35,6 +35,6 @@ setup(
         "demo": ["airbyte>=0.30", "duckdb>=1.0"],
     },
     entry_points={
-        "console_scripts": ["source-commsmining=source_commsmining.run:run"],
+        "console_scripts": ["source-commsmining=source_commsmining.console:main"],
     },
 )

@@ -162,7 +162,7 @@ class _Stream(io.StringIO):
     """
 
 
-class _TimedOut(BaseException):
+class TimedOut(BaseException):
     """An in-process run exceeded its timeout (a BaseException, so the run's `except Exception` cannot swallow it)."""
 
 
@@ -174,7 +174,7 @@ def _run_in_process(args: List[str], timeout: float, env: Dict[str, str]) -> Run
     saved_env = {key: os.environ.get(key) for key in env}
 
     def on_alarm(signum, frame):
-        raise _TimedOut(f"source-commsmining {' '.join(args)} ran longer than {timeout} s")
+        raise TimedOut(f"source-commsmining {' '.join(args)} ran longer than {timeout} s")
 
     previous_alarm = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -185,7 +185,7 @@ def _run_in_process(args: List[str], timeout: float, env: Dict[str, str]) -> Run
         run(args)
     except SystemExit as exit_:
         returncode = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    except _TimedOut:
+    except TimedOut:
         raise
     except BaseException:  # what the interpreter would print before exiting 1
         err.write(traceback.format_exc())

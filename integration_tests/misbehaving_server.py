@@ -4,7 +4,7 @@ By default it answers like a small, well-behaved tenant: one project `acme`, a s
 streams whose `/results` serve a fixed list of comments in batches, `/advance` moving the
 position. A test scripts any route with a list of `Answer`s, used one per request (the last one
 repeats): any status, headers and body bytes, a body that trickles a byte at a time, or one that
-echoes the request's Authorization header.
+echoes the request's Authorization header, or headers that trickle a byte every half second.
 
 Everything is bounded: it listens on 127.0.0.1 only, a trickle stops after `max_seconds`, and past
 `max_requests` every request gets a 503 (and `overflowed` says so), so a retry loop in the
@@ -77,6 +77,7 @@ class Answer:
     trickle_seconds: float = 0.0  # > 0: send the headers, then one byte every 0.1 s for this long, never finishing
     echo_token: bool = False  # the body is {"status": "error", "message": "bad token: <Authorization>"}
     retry_after_date_in: float = 0.0  # > 0: a Retry-After header, as an HTTP date this many seconds after sending
+    header_trickle_seconds: float = 0.0  # > 0: send the status line, then one header byte every 0.5 s for this long
 
     def payload(self, authorization: str) -> bytes:
         if self.echo_token:
@@ -276,6 +277,16 @@ class MisbehavingServer:
             when = datetime.now(timezone.utc) + timedelta(seconds=answer.retry_after_date_in)
             headers["Retry-After"] = format_datetime(when, usegmt=True)
         try:
+            if answer.header_trickle_seconds > 0:
+                handler.wfile.write(f"HTTP/1.1 {answer.status} OK\r\nX-Slow: ".encode())
+                handler.wfile.flush()
+                ends = time.monotonic() + answer.header_trickle_seconds
+                while time.monotonic() < ends and not self._closing.is_set():
+                    self._closing.wait(0.5)
+                    handler.wfile.write(b"x")
+                    handler.wfile.flush()
+                handler.close_connection = True
+                return
             handler.send_response(answer.status)
             for name, value in headers.items():
                 handler.send_header(name, value)

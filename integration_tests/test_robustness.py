@@ -8,13 +8,16 @@ the installed script as a subprocess so that nothing the process prints (the int
 messages included) can hold the token.
 """
 
+import gzip
 import json
 import os
+import subprocess
+import time
 from typing import Any, Dict, List, Optional
 
 import pytest
 
-from integration_tests.conftest import Run, configured_catalog, run_connector
+from integration_tests.conftest import Run, TimedOut, configured_catalog, run_connector
 from integration_tests.misbehaving_server import Answer, MisbehavingServer
 from source_commsmining.errors import secret_forms
 
@@ -30,10 +33,25 @@ def config(server: MisbehavingServer, token: str = TOKEN, **extra: Any) -> Dict[
     return cfg
 
 
-def run(command: str, cfg: Dict[str, Any], catalog=None, debug: bool = False, env: Optional[Dict[str, str]] = None,
-        process: bool = False) -> Run:
+def run(
+    command: str, cfg: Dict[str, Any], catalog=None, debug: bool = False, env: Optional[Dict[str, str]] = None, timeout: float = TIMEOUT,
+    state: Any = None, process: bool = False,
+) -> Run:
     """In-process (conftest.run_connector); `process=True` where the token must be absent from all a process prints."""
-    return run_connector(command, cfg, catalog, timeout=TIMEOUT, process=process, env=env, extra_args=["--debug"] if debug else [])
+    try:
+        return run_connector(
+            command, cfg, catalog, state, timeout=timeout, process=process, env=env, extra_args=["--debug"] if debug else []
+        )
+    except (subprocess.TimeoutExpired, TimedOut):
+        _table_row({"outcome": "hung", "failure_type": None, "message": f"still running after {timeout:g} s", "hung": 1})
+        raise
+
+
+def _table_row(row: Dict[str, Any]) -> None:
+    if os.environ.get("ROBUSTNESS_TABLE"):  # one line per case, for the issue's closing table
+        with open(os.environ["ROBUSTNESS_TABLE"], "a") as table:
+            case = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
+            table.write(json.dumps({"case": case, "advanced_without_state": 0, "token_printed": 0, "hung": 0, **row}) + "\n")
 
 
 def error_of(result: Run) -> Optional[Dict[str, Any]]:
@@ -63,11 +81,8 @@ def check_invariants(server: MisbehavingServer, result: Run, token: str = TOKEN)
     assert result.returncode == 0 or error is not None, f"exit {result.returncode} without a TRACE: {result.stderr[-2000:]}"
     assert advanced_without_state(server, result) == [], "advanced past a batch that was not printed with its STATE"
     assert not server.overflowed, "the connector kept retrying past the test server's request budget"
-    if os.environ.get("ROBUSTNESS_TABLE"):  # one line per case, for the issue's closing table
-        with open(os.environ["ROBUSTNESS_TABLE"], "a") as table:
-            table.write(json.dumps({"case": os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0], "outcome": "TRACE" if error else "success",
-                                    "failure_type": error and error.get("failure_type"), "message": (error or {}).get("message", "")[:300],
-                                    "advanced_without_state": 0, "token_printed": 0}) + "\n")
+    _table_row({"outcome": "TRACE" if error else "success", "failure_type": error and error.get("failure_type"),
+                "message": (error or {}).get("message", "")[:300]})
     return error
 
 
@@ -242,3 +257,161 @@ def test_a_result_of_an_unexpected_shape_never_loses_or_hangs(case):
     if error is not None:
         # Whatever the reader decides about the shape, the message says which stream.
         assert TRIAGE_KEY in error["message"] or "stream_results" in error["message"], error["message"]
+
+
+# ------------------------------------------------------------------ issue #18: hangs, bombs, redirects, exhausted retries
+DEADLINE = {"SOURCE_COMMSMINING_RESPONSE_DEADLINE_SECONDS": "2"}
+
+
+def test_headers_that_trickle_a_byte_every_half_second_end_at_the_deadline():
+    with MisbehavingServer() as server:
+        server.script("GET results", Answer(200, header_trickle_seconds=60))
+        started = time.monotonic()
+        result = run("read", config(server), configured_catalog("stream_results"), env=DEADLINE, timeout=40)
+        took = time.monotonic() - started
+        error = check_invariants(server, result)
+        calls = [r for r in server.requests if r.path.endswith("/results")]
+        assert server.advances == []
+    assert error is not None and error["failure_type"] == "transient_error", result.raw[-3000:]
+    assert "within 2 s" in error["message"] + (error.get("internal_message") or ""), error
+    assert len(calls) == 2  # the first try and max_retries: 1
+    assert took < 2 * 2 + 15, f"took {took:.1f} s"  # deadline x tries, plus start-up and backoff
+
+
+def test_one_stream_with_trickling_headers_does_not_keep_parallel_streams_from_ending():
+    streams = [TRIAGE, {"project": "acme", "dataset": "collections", "stream": "other"}]
+    with MisbehavingServer() as server:
+        server.script("GET /v1/datasets/acme/collections/streams/triage/results", Answer(200, header_trickle_seconds=60))
+        result = run("read", config(server, streams=streams, max_retries=0, parallel_streams=2), configured_catalog("stream_results"),
+                     env=DEADLINE, timeout=40)
+        error = check_invariants(server, result)
+    assert error is not None and error["failure_type"] == "transient_error", result.raw[-3000:]
+    assert {uid.split(".")[1][:4] for uid in result.uids()} == {"othe"}  # the healthy stream was read whole
+
+
+def test_a_gzip_bomb_is_capped_with_a_message_naming_the_endpoint():
+    bomb = gzip.compress(b"{" + b" " * (40 << 20) + b"}", compresslevel=9)
+    with MisbehavingServer() as server:
+        server.script("GET results", Answer(200, bomb, {"Content-Encoding": "gzip"}))
+        result = run("read", config(server), configured_catalog("stream_results"),
+                     env={"SOURCE_COMMSMINING_MAX_BODY_BYTES": str(4 << 20)})
+        error = check_invariants(server, result)
+        assert server.advances == []
+    assert error is not None and error["failure_type"] == "transient_error", result.raw[-3000:]
+    text = error["message"] + (error.get("internal_message") or "")
+    assert "larger than 4 MiB once decompressed" in text and "/results" in text, text
+
+
+@pytest.mark.parametrize("status, reason", [(409, "Conflict"), (503, "Service Unavailable")])
+def test_retries_spent_name_the_status_the_stream_the_endpoint_and_the_api_message(status, reason):
+    with MisbehavingServer() as server:
+        server.script("GET results", Answer(status, {"status": "error", "message": "stream is being advanced elsewhere"}))
+        result = run("read", config(server), configured_catalog("stream_results"))
+        error = check_invariants(server, result)
+    assert error is not None and error["failure_type"] == "transient_error", result.raw[-3000:]
+    message = error["message"]
+    assert f"HTTP {status} {reason}" in message and "stream is being advanced elsewhere" in message, message
+    assert TRIAGE_KEY in message and "/results" in message, message
+
+
+def test_a_redirect_to_another_host_says_where_and_not_that_the_token_was_rejected():
+    with MisbehavingServer() as elsewhere, MisbehavingServer() as server:
+        elsewhere.script("GET /v1/sources", Answer(401, {"status": "error", "message": "no token"}))
+        server.script("GET /v1/sources", Answer(301, b"", {"Location": elsewhere.url.replace("127.0.0.1", "localhost") + "/api/v1/sources"}))
+        result = run("read", config(server), configured_catalog("sources"))
+        error = check_invariants(server, result)
+        assert all(not r.authorization for r in elsewhere.requests), "the token went to the other host"
+    assert error is not None and error["failure_type"] == "config_error", result.raw[-3000:]
+    message = error["message"]
+    assert "redirected" in message and "localhost:" in message and "`api_endpoint`" in message, message
+    assert "rejected the API token" not in message
+
+
+def test_a_redirect_loop_gets_the_same_hint():
+    with MisbehavingServer() as server:
+        server.script("GET /v1/sources", Answer(302, b"", {"Location": "/api/v1/sources"}))
+        result = run("check", config(server))
+        check_invariants(server, result)
+    status = result.of_type("CONNECTION_STATUS")
+    message = status[0]["connectionStatus"]["message"] if status else error_of(result)["message"]
+    assert "redirects in a loop" in message and "`api_endpoint`" in message, message
+
+
+@pytest.mark.parametrize("value", ["1_000", "\u0663", "1e3"])
+def test_a_retry_after_that_is_not_ascii_digits_is_not_a_wait(value):
+    with MisbehavingServer() as server:
+        server.script("GET results", Answer(429, {"status": "error", "message": "slow down"}, {"Retry-After": value}), repeat_last=False)
+        result = run("read", config(server, max_retries=2), configured_catalog("stream_results"))
+        error = check_invariants(server, result)
+        calls = [r.at for r in server.requests if r.path.endswith("/results")]
+    assert error is None and len(result.uids()) == 5, result.raw[-2000:]
+    # Without a usable Retry-After the CDK's rate-limit backoff waits about 1 s; "\u0663" read as 3 would wait 3 s.
+    assert calls[1] - calls[0] < 2.5, f"waited {calls[1] - calls[0]:.1f} s after Retry-After {value!r}"
+
+
+@pytest.mark.parametrize("definition, expected", [("triage", "not an object"), ({"model": {"version": 3.0, "label_thresholds": []}}, None)])
+def test_odd_stream_definitions(definition, expected):
+    with MisbehavingServer() as server:
+        server.script("GET stream", Answer(200, {"status": "ok", "stream": definition}))
+        result = run("read", config(server), configured_catalog("stream_results"))
+        error = check_invariants(server, result)
+        assert server.advances == [] if expected else server.advances
+    if expected:
+        assert error is not None and expected in error["message"] and TRIAGE_KEY in error["message"], error
+        assert "AttributeError" not in result.raw
+    else:
+        assert error is None, error
+        assert {r["data"]["model_version"] for r in result.records} == {3}, "3.0 is version 3"
+        assert "not a number" not in result.raw
+
+
+# ------------------------------------------------------------------ issue #18: the comments cursor
+COMMENTS_ROUTE = "GET /_private/sources/acme/mail/comments"
+SOURCE_ID = "0123456789abcdef"
+
+
+def comments_catalog() -> Dict[str, Any]:
+    return {"streams": [{"stream": {"name": "comments", "json_schema": {}, "supported_sync_modes": ["full_refresh", "incremental"],
+                                    "source_defined_cursor": True, "default_cursor_field": ["timestamp"]},
+                         "sync_mode": "incremental", "destination_sync_mode": "append", "cursor_field": ["timestamp"]}]}
+
+
+def comments_state(cursor: Any = None, states: Any = None) -> List[Dict[str, Any]]:
+    if states is None:
+        states = [{"partition": {"source_id": SOURCE_ID, "parent_slice": {}}, "cursor": {"timestamp": cursor}}]
+    return [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "comments"}, "stream_state": {"states": states}}}]
+
+
+def export(*stamps: str) -> Answer:
+    comments = [{"id": f"c{i}", "uid": f"{SOURCE_ID}.c{i}", "timestamp": stamp, "messages": [], "user_properties": {}}
+                for i, stamp in enumerate(stamps)]
+    return Answer(200, {"comments": comments, "continuation": None})
+
+
+@pytest.mark.parametrize("state", [comments_state("garbage"), comments_state(states="x"), comments_state(12)],
+                         ids=["garbage cursor", "states a string", "cursor a number"])
+def test_a_comments_state_that_is_not_a_time_is_a_config_error_saying_how_to_clear_it(state):
+    with MisbehavingServer() as server:
+        server.script(COMMENTS_ROUTE, export("2024-01-01T00:00:00.000000Z"))
+        result = run("read", config(server), comments_catalog(), state=state)
+        error = check_invariants(server, result)
+    assert error is not None and error["failure_type"] == "config_error", result.raw[-3000:]
+    assert "`comments`" in error["message"] and "Clear" in error["message"], error["message"]
+    assert "Something went wrong" not in error["message"]
+
+
+def test_a_comment_dated_2099_never_becomes_a_cursor_that_skips_later_comments():
+    with MisbehavingServer() as server:
+        server.script(COMMENTS_ROUTE, export("2024-01-01T00:00:00.000000Z", "2099-01-01T00:00:00.000000Z"))
+        first = run("read", config(server, start_date="2024-01-01T00:00:00Z"), comments_catalog())
+        assert check_invariants(server, first) is None, first.raw[-3000:]
+        assert len(first.uids("comments")) == 2  # the records are delivered
+        state = [{"type": "STREAM", "stream": first.states[-1]["stream"]}]
+        server.reset()
+        server.script(COMMENTS_ROUTE, export("2024-06-01T00:00:00.000000Z"))
+        second = run("read", config(server, start_date="2024-01-01T00:00:00Z"), comments_catalog(), state=state)
+        error = check_invariants(server, second)
+        exported_from = [r.query.get("from_timestamp", [""])[0] for r in server.requests if r.path.endswith("/comments")]
+    assert error is None, second.raw[-3000:]
+    assert exported_from and all(stamp < "2030" for stamp in exported_from), exported_from
+    assert len(second.uids("comments")) == 1, "the comment after the 2099 one was skipped"

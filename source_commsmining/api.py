@@ -11,14 +11,17 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import requests
 
+from airbyte_cdk.models import FailureType
 from airbyte_cdk.sources.declarative.models.declarative_component_schema import (
     HttpRequester as HttpRequesterModel,
 )
 from airbyte_cdk.sources.declarative.requesters.http_requester import HttpRequester
 from airbyte_cdk.sources.types import StreamSlice
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_commsmining.envelope import BadResponse, check_depth, decode
 from source_commsmining.errors import describe
+from source_commsmining.transport import mount_deadline_adapter
 
 REQUESTERS = ("sources_requester", "stream_requester", "results_requester", "advance_requester", "reset_requester")
 DEFAULT_MAX_RESULTS = 32
@@ -109,6 +112,9 @@ class CmApi:
             if isinstance(base_url, str) and "{" not in base_url:
                 bare["url_base"] = base_url
             endpoints[name] = _Endpoint(declared=build(definition), bare=build({**bare, "path": ""}))
+            # The deadline must cover the status line and headers too (transport.DeadlineAdapter); the CDK
+            # offers no public way to the session it sends with (pinned in unit_tests/test_cdk_contract.py).
+            mount_deadline_adapter(endpoints[name].bare._http_client._session)
         return cls(endpoints, max_results)
 
     def requester(self, name: str) -> HttpRequester:
@@ -118,7 +124,13 @@ class CmApi:
     def _send(
         self, name: str, stream_slice: Optional[StreamSlice], body: Optional[Mapping[str, Any]] = None, cm: Optional["CmStream"] = None
     ) -> Optional[requests.Response]:
-        return self._endpoints[name].send(cm, stream_slice, body)
+        try:
+            return self._endpoints[name].send(cm, stream_slice, body)
+        except AirbyteTracedException as error:
+            # Retries spent (or a refusal): the CDK's message names the request, not which stream was being read.
+            if cm is not None and error.message and cm.key not in error.message:
+                error.message = f"stream_results, stream {cm.key}: {error.message}"
+            raise
 
     def list_sources(self) -> Any:
         return decode(self._send("sources_requester", None), required=("sources",))["sources"]
@@ -128,7 +140,15 @@ class CmApi:
         return f"stream {cm.key}, " + (f"after continuation {position!r}" if position else "at its position when the sync started")
 
     def get_stream(self, cm: CmStream) -> Mapping[str, Any]:
-        return decode(self._send("stream_requester", cm.as_slice(), cm=cm), required=("stream",), context=f"stream {cm.key}")["stream"]
+        definition = decode(self._send("stream_requester", cm.as_slice(), cm=cm), required=("stream",), context=f"stream {cm.key}")["stream"]
+        if not isinstance(definition, dict):
+            raise BadResponse(
+                message=f"The Communications Mining API returned the definition of stream {cm.key} as "
+                f"{type(definition).__name__}, not an object (GET .../streams/{cm.stream}); the connector cannot read "
+                "its model. Check `api_endpoint`, or report it to UiPath support.",
+                failure_type=FailureType.system_error,
+            )
+        return definition
 
     def results(self, cm: CmStream, at_most: Optional[int] = None) -> Mapping[str, Any]:
         """The next batch; `at_most` lowers the configured `max_results` for this call (a record cap's last batch).

@@ -7,6 +7,7 @@ from airbyte_cdk.models import AirbyteConnectionStatus, Status
 
 from source_commsmining.api import CmApi, CmStream
 from source_commsmining.errors import describe
+from source_commsmining.records import first_few
 
 
 # UiPath's pages: "Get a stream by name" needs View labels + View streams; /results needs Consume streams,
@@ -42,5 +43,6 @@ def check_connection(api: CmApi, endpoint: str, streams: List[CmStream], logger:
         except Exception as error:
             problems.append(f"streams[{index}] {cm.key}: {describe(error)}")
     if problems:
-        return AirbyteConnectionStatus(status=Status.FAILED, message=" | ".join(problems) + _STREAM_PERMISSIONS)
+        # The first few named, the rest counted: 1,000 unknown streams would otherwise make a 180 KB message.
+        return AirbyteConnectionStatus(status=Status.FAILED, message=first_few(problems) + _STREAM_PERMISSIONS)
     return AirbyteConnectionStatus(status=Status.SUCCEEDED)

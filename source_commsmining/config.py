@@ -3,16 +3,19 @@
 import ipaddress
 import logging
 import re
+from datetime import datetime, timezone
 from typing import Any, Dict, List, Mapping, MutableMapping, Optional
 from urllib.parse import urlsplit
 
 import jsonschema
+from urllib3.util import parse_url
+from airbyte_cdk.sources.declarative.interpolation.macros import format_datetime
 from airbyte_cdk.sources.declarative.transformations.config_transformations.config_transformation import (
     ConfigTransformation,
 )
 
 from source_commsmining.api import CmStream
-from source_commsmining.errors import config_error, register_secret
+from source_commsmining.errors import MIN_SECRET_LENGTH, config_error, register_secret
 from source_commsmining.timestamps import instant
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
@@ -60,14 +63,56 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def endpoint_secrets(endpoint: Any) -> List[str]:
+    """A password written into `api_endpoint` (user:pass@host): masked like the token."""
+    if not isinstance(endpoint, str):
+        return []
+    netloc = urlsplit(endpoint.strip().replace("\\", "/")).netloc
+    userinfo = netloc.rpartition("@")[0] if "@" in netloc else ""
+    password = userinfo.partition(":")[2]
+    return [password] if password else []
+
+
+def shown_endpoint(endpoint: str) -> str:
+    """`endpoint` as a message may show it: any user:pass@ replaced."""
+    parts = urlsplit(endpoint.strip())
+    if "@" not in parts.netloc:
+        return endpoint.strip()
+    return parts._replace(netloc="****@" + parts.netloc.rpartition("@")[2]).geturl()
+
+
 def validate_endpoint(endpoint: Any) -> None:
+    """Validates `api_endpoint` as the HTTP client will read it: the host checked is the host connected to."""
     if not isinstance(endpoint, str) or not endpoint.strip():
         raise config_error("`api_endpoint` is missing: set it to your tenant URL, e.g. https://acme.reinfer.io.")
-    parts = urlsplit(endpoint.strip())
+    text = endpoint.strip()
+    shown = shown_endpoint(text)
+    if "\\" in text or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        # urllib and urllib3 split "http://a\\@b" differently: the host checked would not be the host connected to.
+        raise config_error(
+            f"`api_endpoint` {shown!r} contains a backslash, a space or a control character, which no tenant URL has: "
+            "give the tenant URL alone, e.g. https://acme.reinfer.io."
+        )
+    parts = urlsplit(text)
+    if "@" in parts.netloc:
+        raise config_error(
+            f"`api_endpoint` {shown!r} holds a user name or password (user:pass@): the API authenticates with "
+            "`api_token` only. Give the tenant URL without them, e.g. https://acme.reinfer.io."
+        )
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise config_error(
-            f"`api_endpoint` {endpoint!r} is not a URL: set it to your tenant URL, e.g. https://acme.reinfer.io "
+            f"`api_endpoint` {shown!r} is not a URL: set it to your tenant URL, e.g. https://acme.reinfer.io "
             "or https://cloud.uipath.com/<org>/<tenant>/reinfer_."
+        )
+    try:
+        connects_to = (parse_url(api_base_url(text)).host or "").strip("[]").lower()
+        parts.port  # a port that is not a number raises here
+    except ValueError:
+        connects_to = ""
+    if connects_to != parts.hostname.lower():
+        raise config_error(
+            f"`api_endpoint` {shown!r} is read as host {parts.hostname!r} by one URL parser and {connects_to or 'nothing'!r} "
+            "by the HTTP client: give a plain tenant URL, e.g. https://acme.reinfer.io."
         )
     if parts.scheme.lower() == "http" and not is_loopback(parts.hostname):
         raise config_error(
@@ -136,7 +181,9 @@ def validate_against_spec(config: Mapping[str, Any], spec_schema: Mapping[str, A
             field = f"{field}.{name}" if field and name else (field or name)
         hint = (error.schema or {}).get("description", "") if error.validator != "required" else ""
         line = f"`{field or 'config'}`: {error.message}"
-        if error.validator == "pattern":
+        if (error.schema or {}).get("airbyte_secret"):
+            line = f"`{field}` is not valid: it must be a {(error.schema or {}).get('type', 'string')} (its value is not shown)"
+        elif error.validator == "pattern":
             line = f"`{field}`: {error.instance!r} is not a valid value"
         described.append(line + (f" ({_first_sentence(hint)})" if hint else ""))
     raise config_error("Invalid configuration: " + "; ".join(described))
@@ -155,13 +202,31 @@ def _refuse_dot_segment(field: str, value: Any) -> None:
         )
 
 
+# RFC 6750's b64token: the characters a Bearer token is made of. Real tokens are of these (the docs
+# show them pasted into `Authorization: Bearer $REINFER_TOKEN`); a quote or backslash would be
+# printed escaped (Python's repr in --debug header dicts, JSON), a form masking would have to chase.
+_NOT_IN_A_TOKEN = set("\\\"'")
+
+
 def validate_token(token: Any) -> None:
     """The token must be something an HTTP header can carry; no message repeats it (validate_config registered it)."""
+    if token is not None and not isinstance(token, str):
+        raise config_error(f"`api_token` must be a string (the API token), not {type(token).__name__}: put the token in quotes.")
     if not isinstance(token, str) or not token.strip():
         raise config_error("`api_token` is missing: create one under Administration > My Account > API token.")
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in token):
         # A pasted trailing newline would make the HTTP library echo the header, token included.
         raise config_error("`api_token` contains spaces, line breaks or control characters: paste the token alone, without surrounding whitespace.")
+    if len(token) < MIN_SECRET_LENGTH:
+        raise config_error(
+            f"`api_token` is {len(token)} characters long, too short to be an API token (they are long random strings): "
+            "copy the whole token from Administration > My Account > API token."
+        )
+    if _NOT_IN_A_TOKEN & set(token):
+        raise config_error(
+            "`api_token` contains a quote or a backslash, which no API token has: copy the token alone (without "
+            "quotes) from Administration > My Account > API token."
+        )
     try:
         token.encode("latin-1")
     except UnicodeEncodeError:
@@ -172,15 +237,35 @@ def validate_token(token: Any) -> None:
         ) from None
 
 
+EARLIEST_START = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def validate_start_date(value: Any) -> None:
+    """`start_date` must be a real time (the spec's pattern lets 2024-13-01 or T25:61:61 through), from 1970 on."""
+    if value is None or value == "":
+        return
+    try:
+        parsed = datetime.strptime(format_datetime(value, "%Y-%m-%dT%H:%M:%S%z"), "%Y-%m-%dT%H:%M:%S%z")
+    except (TypeError, ValueError, OverflowError) as error:
+        raise config_error(
+            f"`start_date` {value!r} is not a date and time ({error}): give one such as 2024-01-01T00:00:00Z, or leave it empty."
+        ) from None
+    if parsed < EARLIEST_START:
+        raise config_error(f"`start_date` {value!r} is before 1970-01-01T00:00:00Z: give a later time, or leave it empty for every comment.")
+
+
 def validate_config(config: MutableMapping[str, Any], spec_schema: Optional[Mapping[str, Any]] = None) -> List[CmStream]:
     """Checks the config against the spec and what the spec cannot say; returns the CM streams."""
     if isinstance(config.get("api_token"), str):
         register_secret(config["api_token"])  # before any message could quote it
+    for secret in endpoint_secrets(config.get("api_endpoint")):
+        register_secret(secret)
     whole_numbers(config, _integer_settings(spec_schema))
     if spec_schema is not None:
         validate_against_spec(config, spec_schema)
     validate_endpoint(config.get("api_endpoint"))
     validate_token(config.get("api_token"))
+    validate_start_date(config.get("start_date"))
     _refuse_dot_segment("project", config.get("project"))
     validate_start_position(config)
     return configured_streams(config)

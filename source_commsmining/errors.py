@@ -3,12 +3,20 @@
 `register_secret` teaches both our `mask` and the CDK's `filter_secrets` every form in which a
 secret can reach the output: as given, JSON-escaped (the CDK's debug log writes `\\u00f6` for
 `ö`), JSON-escaped twice (a log line inside a serialized message), URL-encoded, and as bytes
-(`b'...\\xc3\\xb6...'` in an encoding error). Every message this package builds from something the
-API or the HTTP stack said goes through `mask`.
+(`b'...\\xc3\\xb6...'` in an encoding error), Python-repr-escaped (`--debug` prints header dicts),
+and upper-cased. A server may also echo a token cut short or split by a line break: every run of
+`FRAGMENT` characters of the secret is masked too. Still unmasked: pieces shorter than that, and
+re-encodings of pieces (base64 of a part, say), which no fixed list of forms can cover.
+
+A secret shorter than MIN_SECRET_LENGTH is not registered (config.validate_token refuses it as a
+token): masking "a" would mask every "a" of every line. And a masked form never replaces the
+Airbyte protocol's own words where they stand as JSON strings (`"type"`, `"stream"`, a stream's
+name...): a token that happens to be such a word must not break every message.
 """
 
 import json
-from typing import List, Set
+import re
+from typing import List, Optional, Set, Tuple
 from urllib.parse import quote, quote_plus
 
 from airbyte_cdk.models import FailureType
@@ -16,13 +24,33 @@ from airbyte_cdk.utils.airbyte_secrets_utils import add_to_secrets, filter_secre
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 MASK = "****"
+MIN_SECRET_LENGTH = 10
+FRAGMENT = 16  # any run of this many characters of a secret (fewer for a short one) is masked
+_PROBE = 6  # the length of the pieces a line is probed for before it is scanned (see probes)
 _forms: Set[str] = set()
 _ordered: List[str] = []  # longest first, so a form that contains another is replaced whole
+_fragments: Set[str] = set()
+_fragile: Set[str] = set()  # forms that are part of a protocol word: replaced only outside those words
+_probes: Set[str] = set()
+_record_probes: Set[str] = set()
+
+# The words of the Airbyte protocol and of this connector's stream names, as JSON strings in a message.
+PROTOCOL_WORDS = (
+    "type", "record", "stream", "data", "emitted_at", "namespace", "state", "stream_state", "stream_descriptor",
+    "shared_state", "global", "stream_states", "name", "sourceStats", "destinationStats", "recordCount", "log",
+    "level", "message", "trace", "error", "internal_message", "stack_trace", "failure_type", "stream_status",
+    "status", "reason", "estimate", "control", "connectionStatus", "catalog", "spec", "connectionSpecification",
+    "RECORD", "STATE", "LOG", "TRACE", "SPEC", "CATALOG", "CONNECTION_STATUS", "CONTROL", "STREAM", "GLOBAL",
+    "LEGACY", "ERROR", "WARN", "INFO", "DEBUG", "FATAL", "STREAM_STATUS", "ESTIMATE", "RUNNING", "STARTED",
+    "COMPLETE", "INCOMPLETE", "SUCCEEDED", "FAILED", "config_error", "system_error", "transient_error",
+    "sources", "datasets", "streams", "label_defs", "comments", "stream_results", "partition", "cursor", "states",
+)
+_PROTECTED = re.compile('("(?:' + "|".join(map(re.escape, sorted(PROTOCOL_WORDS, key=len, reverse=True))) + ')")')
 
 
 def secret_forms(secret: str) -> Set[str]:
     """Every spelling of `secret` that output could carry."""
-    forms = {secret}
+    forms = {secret, repr(secret)[1:-1]}
     for ensure_ascii in (True, False):
         escaped = json.dumps(secret, ensure_ascii=ensure_ascii)[1:-1]
         forms.add(escaped)
@@ -38,29 +66,121 @@ def secret_forms(secret: str) -> Set[str]:
     return {form for form in forms if form}
 
 
+def secret_fragments(secret: str) -> Set[str]:
+    """Every run of FRAGMENT characters of `secret` (of len - 2 for a shorter one): an echo cut short or split."""
+    size = min(FRAGMENT, len(secret) - 2)
+    if len(secret) < MIN_SECRET_LENGTH or size >= len(secret):
+        return set()
+    return {secret[start : start + size] for start in range(len(secret) - size + 1)}
+
+
+def _probe_pieces(secret: str, forms: Set[str]) -> Set[str]:
+    """Pieces such that any line holding a form or a fragment of `secret` holds one of them.
+
+    Every fragment of `size` characters holds one of the _PROBE-long pieces taken every
+    size - _PROBE + 1 characters. A secret of only the characters that JSON, repr and URL encoding
+    leave as they are has those pieces in every form (lowercased in one: the first piece lowercased
+    covers it); another needs its longest such run too, as is and lowercased.
+    """
+    size = min(FRAGMENT, len(secret) - 2)
+    step = max(1, size - _PROBE + 1)
+    pieces = {secret[start : start + _PROBE] for start in range(0, len(secret) - _PROBE + 1, step)}
+    pieces.add(secret[:_PROBE].lower())
+    if _PLAIN.fullmatch(secret):
+        return pieces
+    longest = max(_PLAIN.findall(secret), key=len, default="")
+    if len(longest) < _PROBE:
+        return set(forms)  # no cheap probe: the forms themselves
+    return pieces | {longest, longest.lower()}
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def _full_form_probes(secret: str, forms: Set[str]) -> Set[str]:
+    """The secret's longest run of characters no encoding changes, as is and lowercased: in every form."""
+    longest = max(_PLAIN.findall(secret), key=len, default="")
+    return {longest, longest.lower()} if len(longest) >= _PROBE else set(forms)
+
+
 def register_secret(secret: str) -> None:
-    """Masks `secret` (all its forms) in `mask` and in the CDK's filter_secrets from now on."""
-    if not isinstance(secret, str) or not secret:
+    """Masks `secret` (all its forms and fragments) in `mask`, and its forms in the CDK's filter_secrets, from now on."""
+    if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
         return
     global _ordered
     forms = secret_forms(secret)
-    if forms - _forms:
+    fragments = secret_fragments(secret)
+    if forms - _forms or fragments - _fragments:
         _forms.update(forms)
+        _fragments.update(fragments - forms)
         _ordered = sorted(_forms, key=len, reverse=True)
+        _fragile.update(form for form in forms | fragments if any(form in word for word in PROTOCOL_WORDS))
+        _probes.update(_probe_pieces(secret, forms))
+        _record_probes.update(_full_form_probes(secret, forms))
+        global PROBES, RECORD_PROBES
+        PROBES = tuple(sorted(_probes, key=len, reverse=True))
+        RECORD_PROBES = tuple(sorted(_record_probes, key=len, reverse=True))
     for form in forms:
-        # The CDK's entrypoint replaces its list when it reads the config: add back what it lacks.
-        if filter_secrets(form) == form:
+        # The CDK's entrypoint replaces its list when it reads the config: add back what it lacks. A fragile
+        # form stays out of it: the CDK's filter would replace it inside the protocol's words.
+        if form not in _fragile and filter_secrets(form) == form:
             add_to_secrets(form)
 
 
+# Pieces of the registered secrets: a line that holds none of them holds no masked form or fragment
+# (run._MaskedStream). A RECORD line is probed for the full forms only (RECORD_PROBES: two long
+# probes, as cheap as before fragments were masked): records come from 2xx bodies the API built
+# from comments, while an echo of a token cut short comes in an error, which is printed in a LOG or
+# TRACE line. Probing every record for fragments would cost ~5x the pre-check per line.
+PROBES: Tuple[str, ...] = ()
+RECORD_PROBES: Tuple[str, ...] = ()
+
+
+def is_plausible_secret(secret: object) -> bool:
+    return isinstance(secret, str) and len(secret) >= MIN_SECRET_LENGTH and not any(secret in word for word in PROTOCOL_WORDS)
+
+
+def _replace(text: str, form: str) -> str:
+    if form not in _fragile:
+        return text.replace(form, MASK)
+    parts = _PROTECTED.split(text)  # odd items are the protocol's words, kept as they are
+    return "".join(part if index % 2 else part.replace(form, MASK) for index, part in enumerate(parts))
+
+
 def mask(text: str) -> str:
-    """`text` with every registered secret form (and anything the CDK's registry holds) replaced."""
+    """`text` with every registered secret form and fragment (and anything the CDK's registry holds) replaced."""
     if not text:
         return text
     for form in _ordered:
         if form in text:
-            text = text.replace(form, MASK)
+            text = _replace(text, form)
+    if _fragments:
+        text = _mask_fragments(text)
     return filter_secrets(text)
+
+
+def _mask_fragments(text: str) -> str:
+    """Replaces each stretch of overlapping fragments with one MASK: a token cut short is masked whole."""
+    spans = []
+    for fragment in _fragments:
+        start = text.find(fragment)
+        while start != -1:
+            spans.append((start, start + len(fragment), fragment))
+            start = text.find(fragment, start + 1)
+    if not spans:
+        return text
+    protected = [match.span() for match in _PROTECTED.finditer(text)] if _fragile else []
+    merged: List[List[int]] = []
+    for start, end, fragment in sorted(spans):
+        if fragment in _fragile and any(a <= start and end <= b for a, b in protected):
+            continue
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    for start, end in reversed(merged):
+        text = text[:start] + MASK + text[end:]
+    return text
 
 
 def config_error(message: str) -> AirbyteTracedException:

@@ -456,6 +456,8 @@ class ResultsReader:
         version = model.get("version") if isinstance(model, dict) else None
         if version.__class__ is str and version.strip().isdigit():
             version = int(version)  # the API's models say integer; a numeric string is read as one
+        elif version.__class__ is float and version.is_integer():
+            version = int(version)  # 3.0 is 3 (a JSON encoder may write a whole number so)
         if version is not None and version.__class__ is not int:
             yield _Log(
                 f"stream_results {cm.key}: the stream definition's model.version is {version!r}, not a number; "

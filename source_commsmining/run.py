@@ -17,7 +17,6 @@ where messages are written:
 import gc
 import logging
 import os
-import re
 import select
 import signal
 import sys
@@ -42,14 +41,14 @@ from airbyte_cdk.models import (
 from airbyte_cdk.sources.utils.schema_helpers import split_config
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_commsmining import liveness
-from source_commsmining.config import validate_against_spec
-from source_commsmining.errors import mask, register_secret
+from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets, get_secrets, update_secrets
+
+from source_commsmining import errors, liveness
+from source_commsmining.console import Interrupted, interrupt
+from source_commsmining.config import endpoint_secrets, validate_against_spec
+from source_commsmining.errors import is_plausible_secret, mask, register_secret
 from source_commsmining.source import SourceCommsmining
 
-# A run of characters that JSON and URL encoding leave as they are: present in every form of a secret.
-_PLAIN_RUN = re.compile(r"[A-Za-z0-9._~-]+")
-_MIN_PROBE = 6
 
 
 class CommsminingEntrypoint(AirbyteEntrypoint):
@@ -60,21 +59,18 @@ class CommsminingEntrypoint(AirbyteEntrypoint):
         connector_config, _ = split_config(config)
         validate_against_spec(connector_config, source_spec.connectionSpecification)
 
+    @staticmethod
+    def set_up_secret_filter(config: Any, connection_specification: Mapping[str, Any]) -> None:
+        """As the CDK's, without secrets too short (or too common) to mask: the CDK's filter would replace
+        them in every line, protocol words included. Such a token is refused before anything is sent."""
+        secrets = [secret for secret in get_secrets(connection_specification, config) if is_plausible_secret(secret)]
+        update_secrets(list(secrets))  # a list of its own: register_secret appends to the CDK's
+        for secret in secrets:
+            register_secret(secret)
 
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM, raised in the main thread (a BaseException, so no `except Exception` swallows it)."""
 
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    # A second signal (Airbyte repeats SIGTERM before its SIGKILL) must not cut the clean-up short.
-    for other in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(other, signal.SIG_IGN)
-    liveness.end(f"the sync received {signal.Signals(signum).name}")
-    raise Interrupted(signum)
+# The handlers console.main installs first thing; run() installs them again when run in-process.
+_interrupt = interrupt
 
 
 WATCH_SECONDS = 0.25
@@ -129,18 +125,23 @@ def start_watch() -> None:
 class _MaskedStream:
     """sys.stdout / sys.stderr for the run: every write goes through errors.mask.
 
-    mask scans each line once per registered form of the token; a line that holds neither probe (a
-    piece of the token that every form contains as is or, URL-encoded, lowercased) cannot hold any
-    form, so most records skip the scans.
+    mask scans each line for every registered form and fragment of the token; a line that holds
+    none of errors.PROBES (pieces that every form and fragment contains) cannot hold any of them,
+    so most lines skip the scans; a RECORD line is probed for the full forms only (see errors.PROBES). With no probe (no token registered) only the CDK's own
+    registry is applied.
     """
 
-    def __init__(self, stream: TextIO, probe: Optional[str]):
+    def __init__(self, stream: TextIO, probe: Any = None):
         self._stream = stream
-        self._probes = None if probe is None else (probe, probe.lower())
 
     def write(self, text: str) -> int:
-        if self._probes is None or self._probes[0] in text or self._probes[1] in text:
-            text = mask(text)
+        for probe in errors.RECORD_PROBES if text.startswith('{"type":"RECORD"') else errors.PROBES:
+            if probe in text:
+                text = mask(text)
+                break
+        else:
+            if not errors.PROBES:
+                text = filter_secrets(text)
         return self._stream.write(text)
 
     def flush(self) -> None:
@@ -150,10 +151,9 @@ class _MaskedStream:
         return getattr(self._stream, name)
 
 
-def _probe(token: Any) -> Optional[str]:
-    runs = _PLAIN_RUN.findall(token) if isinstance(token, str) else []
-    longest = max(runs, key=len, default="")
-    return longest if len(longest) >= _MIN_PROBE else None
+def _probe(token: Any) -> None:
+    """Kept for callers of masked_output: the probes now come from errors.PROBES."""
+    return None
 
 
 def _trace(message: str, internal: str, failure_type: FailureType, stack_trace: Optional[str] = None) -> str:
@@ -292,6 +292,8 @@ def run(args: Optional[List[str]] = None) -> None:
     except Exception as error:  # reported, as a TRACE, by _messages
         unreadable = error
     register_secret(token)
+    for secret in endpoint_secrets((config or {}).get("api_endpoint") if isinstance(config, Mapping) else None):
+        register_secret(secret)
     handlers = {}
     if threading.current_thread() is threading.main_thread():
         handlers = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}

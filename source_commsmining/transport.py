@@ -10,12 +10,24 @@ any timeout, then fails the stream with a transient_error, and the reader, which
 batch, advances nothing. The body the hook read becomes the response's content (requests'
 `_content`, which unit_tests/test_cdk_contract.py pins), so nothing downstream changes.
 
+The body hook starts only once the headers are in: a server that sends its status line and then
+one header byte every half second would hold the read forever (each byte restarts the read
+timeout). `DeadlineAdapter`, mounted on the session of every requester `api.CmApi` builds, starts
+the same deadline *before sending* and has the watchdog shut the connection's socket if the
+headers are not in by then; the hook then bounds the body with what is left. It also caps the
+decompressed body (`MAX_BODY_BYTES`): a small gzip body can inflate to gigabytes.
+
+A redirect to another host (requests rightly drops the Authorization header there) or a redirect
+loop fails as a config_error saying where the endpoint redirected, not as a rejected token.
+
 The CDK's WaitTimeFromHeader only reads numbers; `RetryAfter` reads `Retry-After` in both forms
 RFC 9110 allows (seconds, or an HTTP date), with the same cap.
 """
 
 import math
 import os
+import re
+import socket
 import threading
 import time
 from dataclasses import InitVar, dataclass
@@ -31,6 +43,8 @@ from airbyte_cdk.sources.declarative.requesters.error_handlers.default_error_han
 from airbyte_cdk.sources.streams.http.error_handlers.response_models import ErrorResolution, ResponseAction
 from airbyte_cdk.sources.types import Config
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
 
 from source_commsmining import liveness
@@ -41,10 +55,26 @@ DEADLINE_ENV = "SOURCE_COMMSMINING_RESPONSE_DEADLINE_SECONDS"
 DEFAULT_DEADLINE_SECONDS = 240.0
 _MOVING_CALLS = ("/advance", "/reset")  # the POSTs that move a stream's position
 _READ_SIZE = 1 << 16  # per read1; larger buffers would be mmap'ed and unmapped on every call
+# The largest body read, once decompressed. A full /results batch (32 comments) or comments page
+# (256) of real, long emails is a few MB; 64 MiB is more than ten times that, and small enough that
+# reading it (twice, while joined) stays well under a worker's memory. Tests lower it.
+MAX_BODY_ENV = "SOURCE_COMMSMINING_MAX_BODY_BYTES"
+MAX_BODY_BYTES = 64 << 20
 
 
 class ResponseDeadlineExceeded(requests.exceptions.ReadTimeout):
     """The whole response did not arrive within the deadline (a timeout, so it is retried)."""
+
+
+class ResponseTooLarge(requests.exceptions.ContentDecodingError):
+    """The decompressed body passed MAX_BODY_BYTES (retried like a broken body, then transient_error)."""
+
+
+def max_body_bytes() -> int:
+    try:
+        return max(1, int(os.environ.get(MAX_BODY_ENV) or MAX_BODY_BYTES))
+    except ValueError:
+        return MAX_BODY_BYTES
 
 
 def deadline_seconds(timeout: Any) -> float:
@@ -98,7 +128,7 @@ class _Watchdog:
                     entry[2] = True
                     self._watched.pop(key, None)
                     try:
-                        entry[0].shutdown()  # urllib3 >= 2.3: ends a recv blocked in another thread
+                        entry[0].shutdown()  # urllib3 >= 2.3 (or _SocketCloser): ends a recv blocked in another thread
                     except Exception:
                         pass  # no socket to shut (e.g. a mocked response): the loop's own check ends it
 
@@ -125,12 +155,14 @@ def read_within_deadline(response: requests.Response, *args: Any, **kwargs: Any)
     Runs inside Session.send before requests reads the body itself; the body read here becomes the
     response's content, so nothing downstream changes.
     """
+    _refuse_cross_host_redirect(response)
     raw = response.raw
     if kwargs.get("stream") or raw is None or not hasattr(raw, "read1") or response._content is not False:
         return response
     deadline = deadline_seconds(kwargs.get("timeout"))
     ends = time.monotonic() + max(0.0, deadline - response.elapsed.total_seconds())
     where = f"{response.request.method} {requests.utils.urlparse(response.url).path}" if response.request else "a request"
+    cap = max_body_bytes()
 
     def exceeded() -> ResponseDeadlineExceeded:
         response.close()
@@ -143,6 +175,7 @@ def read_within_deadline(response: requests.Response, *args: Any, **kwargs: Any)
 
     entry = _WATCHDOG.watch(raw, ends)
     chunks = []
+    size = 0
     try:
         while True:
             try:
@@ -155,6 +188,14 @@ def read_within_deadline(response: requests.Response, *args: Any, **kwargs: Any)
                 raise exceeded()
             if not chunk:
                 break
+            size += len(chunk)
+            if size > cap:
+                response.close()
+                raise ResponseTooLarge(
+                    f"{where} (HTTP {response.status_code}) sent a body larger than {cap / (1 << 20):g} MiB once "
+                    "decompressed, far more than any Communications Mining answer; it was not read further",
+                    request=response.request,
+                )
             chunks.append(chunk)
     finally:
         _WATCHDOG.unwatch(entry)
@@ -162,6 +203,135 @@ def read_within_deadline(response: requests.Response, *args: Any, **kwargs: Any)
     response._content = b"".join(chunks)
     response._content_consumed = True
     return response
+
+
+def _host(url: str) -> tuple:
+    parts = requests.utils.urlparse(url)
+    return (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _origin(url: str) -> str:
+    parts = requests.utils.urlparse(url)
+    return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}"
+
+
+def _refuse_cross_host_redirect(response: requests.Response) -> None:
+    """A redirect to another host, refused before it is followed: requests would drop the token on the
+    way, so whatever that host answers (a 401, a login page) would say nothing about the token."""
+    if not response.is_redirect or response.request is None:
+        return
+    target = requests.compat.urljoin(response.url, response.headers.get("location", ""))
+    if _host(target) != _host(response.url):
+        raise redirected(response.url, target)
+
+
+def redirected(url: str, target: Optional[str], loop: bool = False) -> AirbyteTracedException:
+    """The config_error for an endpoint that redirects elsewhere (or in a loop); never quotes a header."""
+    target_origin = _origin(target) if target else "an unknown address"
+    target_path = requests.utils.urlparse(target).path if target else ""
+    if loop:
+        what = f"redirects in a loop ({_origin(url)} -> ... -> {target_origin}{target_path})"
+    else:
+        what = f"redirected {requests.utils.urlparse(url).path} to another host, {target_origin}{target_path}"
+    hint = target_origin if target and not loop else "your tenant URL"
+    message = mask(
+        f"The API endpoint {_origin(url)} {what}; the connector does not send the API token there. "
+        f"Set `api_endpoint` to {hint} (the address the API answers at, e.g. https://acme.reinfer.io or "
+        "https://cloud.uipath.com/<org>/<tenant>/reinfer_) and try again."
+    )
+    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.config_error)
+
+
+# ------------------------------------------------------------------ the deadline on the status line and headers
+_pending = threading.local()  # the deadline DeadlineAdapter.send set for the request this thread is sending
+
+
+class _SocketCloser:
+    """What the watchdog shuts for a connection still waiting for its headers."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: Any):
+        self.connection = connection
+
+    def shutdown(self) -> None:
+        sock = getattr(self.connection, "sock", None)
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _HeadersWithinDeadline:
+    """urllib3 connection mix-in: the status line and headers are read under the watchdog."""
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        ends = getattr(_pending, "ends", None)
+        if ends is None:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        entry = _WATCHDOG.watch(_SocketCloser(self), ends)
+        try:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        except BaseException:
+            if entry[2] or time.monotonic() >= ends:
+                _pending.fired = True
+            raise
+        finally:
+            _WATCHDOG.unwatch(entry)
+
+
+class _DeadlineHTTPConnection(_HeadersWithinDeadline, HTTPConnection):
+    pass
+
+
+class _DeadlineHTTPSConnection(_HeadersWithinDeadline, HTTPSConnection):
+    pass
+
+
+class _DeadlineHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _DeadlineHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+class DeadlineAdapter(requests.adapters.HTTPAdapter):
+    """requests' HTTPAdapter, with the response deadline started before the request is sent.
+
+    The body hook (read_within_deadline) bounds the body; this bounds what comes before it, the
+    status line and the headers, with the same deadline: past it the socket is shut and the send
+    fails with ResponseDeadlineExceeded (retried like any timeout, then a transient_error).
+    """
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool}
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None, *args: Any, **kwargs: Any) -> requests.Response:
+        deadline = deadline_seconds(timeout)
+        _pending.ends, _pending.fired = time.monotonic() + deadline, False
+        try:
+            return super().send(request, stream, timeout, *args, **kwargs)
+        except requests.exceptions.ConnectionError as error:
+            if getattr(_pending, "fired", False):
+                path = requests.utils.urlparse(request.url).path
+                raise ResponseDeadlineExceeded(
+                    f"{request.method} {path} sent no complete status line and headers within {deadline:g} s "
+                    "(the longest a response may take, however slowly its bytes arrive)",
+                    request=request,
+                ) from error
+            raise
+        finally:
+            _pending.ends = None
+
+
+def mount_deadline_adapter(session: requests.Session) -> None:
+    """Mounts DeadlineAdapter for http:// and https:// on `session` (the public Session.mount)."""
+    for prefix in ("https://", "http://"):
+        current = session.adapters.get(prefix)
+        if not isinstance(current, DeadlineAdapter):
+            pool = getattr(current, "_pool_connections", requests.adapters.DEFAULT_POOLSIZE)
+            size = getattr(current, "_pool_maxsize", requests.adapters.DEFAULT_POOLSIZE)
+            session.mount(prefix, DeadlineAdapter(pool_connections=pool, pool_maxsize=size))
 
 
 @dataclass
@@ -238,14 +408,19 @@ class RetryAfter(BackoffStrategy):
         return wait
 
 
+# RFC 9110 delay-seconds is 1*DIGIT (ASCII); a fraction is tolerated. float() would also take "1_000",
+# "1e3" or Arabic-Indic digits ("٣").
+_DELAY_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?\Z")
+
+
 def retry_after_seconds(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
     """Seconds to wait for a Retry-After value: a non-negative number, or an HTTP date from now. None if neither."""
     if not value or not isinstance(value, str):
         return None
     text = value.strip()
-    try:
+    if _DELAY_SECONDS.match(text):
         seconds = float(text)
-    except ValueError:
+    else:
         try:
             when = parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError, OverflowError):
@@ -273,10 +448,48 @@ class TransportAwareErrorHandler(DefaultErrorHandler):
     a header)."""
 
     def interpret_response(self, response_or_exception: Optional[Union[requests.Response, Exception]]) -> ErrorResolution:
+        if isinstance(response_or_exception, requests.exceptions.TooManyRedirects):
+            last = response_or_exception.response
+            first = last.history[0].request.url if last is not None and last.history and last.history[0].request is not None else None
+            request = response_or_exception.request
+            raise redirected(first or (request.url if request is not None else ""), last.url if last is not None else None, loop=True)
         if isinstance(response_or_exception, _TRANSPORT_ERRORS):
             return ErrorResolution(
                 response_action=ResponseAction.RETRY,
                 failure_type=FailureType.transient_error,
                 error_message=mask(f"{type(response_or_exception).__name__}: {response_or_exception}"),
             )
-        return super().interpret_response(response_or_exception)
+        resolution = super().interpret_response(response_or_exception)
+        if (
+            isinstance(response_or_exception, requests.Response)
+            and resolution.response_action == ResponseAction.RETRY
+            and (response_or_exception.status_code == 409 or response_or_exception.status_code >= 500)
+        ):
+            # The message the sync fails with once the retries are spent: the status, where, and the API's own words.
+            # 409 is transient as 5xx is: the official client retries it.
+            return ErrorResolution(
+                response_action=ResponseAction.RETRY,
+                failure_type=FailureType.transient_error,
+                error_message=refused(response_or_exception),
+            )
+        return resolution
+
+
+def refused(response: requests.Response) -> str:
+    """`GET /api/v1/... answered HTTP 409 Conflict: <the API's message>`, masked and kept short."""
+    request = response.request
+    where = f"{request.method} {requests.utils.urlparse(request.url).path}" if request is not None and request.url else "a request"
+    try:
+        body = response.json()
+        detail = body.get("message") if isinstance(body, dict) else None
+    except Exception:
+        detail = None
+    if not isinstance(detail, str) or not detail.strip():
+        text = (response.content or b"")[:200].decode("utf-8", errors="replace").strip()
+        detail = text if text and not text.lstrip().startswith("<") else "no message"
+    detail = " ".join(detail.split())[:300]
+    return mask(
+        f"The Communications Mining API answered {where} with HTTP {response.status_code} {response.reason or ''}".rstrip()
+        + f": {detail}. It was retried; the API may be busy or the stream in use by another reader. Sync again later, and "
+        "if it persists, report the message to UiPath support."
+    )

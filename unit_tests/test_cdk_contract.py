@@ -164,3 +164,27 @@ def test_the_http_client_applies_the_session_auth_to_every_attempt():
     assert "self._session.auth = authenticator" in inspect.getsource(HttpClient.__init__)
     assert "self._session.prepare_request(" in inspect.getsource(HttpClient._create_prepared_request)
     assert "self._session.auth(request)" in inspect.getsource(HttpClient._send)
+
+
+def test_the_stream_results_requesters_send_through_the_deadline_adapter():
+    """api.CmApi.from_manifest mounts transport.DeadlineAdapter on `HttpRequester._http_client._session`
+    (no public way to a requester's session): the deadline on the status line and headers depends on it."""
+    import requests
+
+    from source_commsmining.transport import DeadlineAdapter
+
+    source = SourceCommsmining(config=config())
+    api = source._api(source._config)
+    for name in REQUESTERS:
+        session = api.requester(name)._http_client._session
+        assert isinstance(session, requests.Session)
+        for prefix in ("https://", "http://"):
+            assert isinstance(session.get_adapter(prefix + "acme.reinfer.io/api"), DeadlineAdapter), (name, prefix)
+
+
+def test_the_entrypoint_sets_up_its_secret_filter_through_the_overridable_static_method():
+    """run.CommsminingEntrypoint.set_up_secret_filter leaves out tokens too short to mask; the CDK must call it."""
+    import inspect
+
+    assert inspect.getsource(AirbyteEntrypoint.check).count("self.set_up_secret_filter(") == 1
+    assert inspect.getsource(AirbyteEntrypoint.read).count("self.set_up_secret_filter(") == 1

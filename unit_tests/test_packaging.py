@@ -38,7 +38,7 @@ DOCS = ROOT / "docs" / "commsmining.md"
 
 PACKAGE = "source_commsmining"
 CONNECTOR = "source-commsmining"
-ENTRY_POINT = "source_commsmining.run:run"
+ENTRY_POINT = "source_commsmining.console:main"
 DOCKER_REPOSITORY = "airbyte/source-commsmining"
 BASE_IMAGE_RE = re.compile(
     r"^(?:docker\.io/)?airbyte/python-connector-base:(?P<version>\d+\.\d+\.\d+)@sha256:(?P<digest>[0-9a-f]{64})$"
