@@ -349,7 +349,7 @@ def test_a_retry_after_that_is_not_ascii_digits_is_not_a_wait(value):
     assert calls[1] - calls[0] < 2.5, f"waited {calls[1] - calls[0]:.1f} s after Retry-After {value!r}"
 
 
-@pytest.mark.parametrize("definition, expected", [("triage", "not an object"), ({"model": {"version": 3.0, "label_thresholds": []}}, None)])
+@pytest.mark.parametrize("definition, expected", [("triage", "not an object"), ({"created_at": "2020-01-01T00:00:00Z", "model": {"version": 3.0, "label_thresholds": []}}, None)])
 def test_odd_stream_definitions(definition, expected):
     with MisbehavingServer() as server:
         server.script("GET stream", Answer(200, {"status": "ok", "stream": definition}))
