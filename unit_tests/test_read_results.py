@@ -40,7 +40,7 @@ def test_pages_through_batches_and_advances_with_each_batch_continuation():
     assert final["states"] == [
         {
             "partition": {"project": "acme", "dataset": "collections", "stream": "triage"},
-            "cursor": {"continuation": "b2", "created_at": comment(3)["created_at"]},
+            "cursor": {"continuation": "b2", "created_at": comment(3)["created_at"], "batches": 2},
         }
     ]
 
@@ -176,8 +176,11 @@ def test_resume_resets_to_the_watermark_then_advances_to_the_continuation_before
         ("POST", "reset"), ("POST", "advance"), ("GET", "results"), ("GET", "triage"), ("POST", "advance")]
     assert reset.request_history[0].json() == {"to_comment_created_at": "2024-02-01T00:00:07.000000Z"}
     assert advance.request_history[0].json() == {"sequence_id": "b7"}
+    # A CM stream no longer configured is dropped from the state, with one warning (#18.15).
     final = _state_dict(output.state_messages[-1])["states"]
-    assert {"partition": {"project": "old", "dataset": "gone", "stream": "x"}, "cursor": {"continuation": "zz", "created_at": None}} in final
+    assert [entry["partition"]["stream"] for entry in final] == ["triage"]
+    [dropped] = [log.log.message for log in output.logs if "no longer configured" in log.log.message]
+    assert "1 Communications Mining stream(s)" in dropped and "old/gone/x" in dropped
 
 
 def test_resume_with_a_refused_reset_warns_and_only_advances():
