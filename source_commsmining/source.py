@@ -28,6 +28,9 @@ from source_commsmining.results_reader import ResultsReader
 from source_commsmining.state import ResultsState
 
 CHECK_MAX_RETRIES = 2
+# No state this connector (or the CDK) writes comes near this depth; deeper ones make the CDK's parsing recurse out.
+MAX_STATE_DEPTH = 64
+_TOO_DEEP = object()
 CLEAR_STATE_HINT = (
     "Clear the state of the connection's streams (in Airbyte: the connection's Settings > Clear data, or clear "
     "`stream_results` alone) and sync again: stream_results then starts from each Communications Mining stream's "
@@ -97,10 +100,13 @@ class SourceCommsmining(YamlDeclarativeSource):
                 except json.JSONDecodeError:
                     raw = None  # the CDK's own reading says what is wrong with the file
                 except RecursionError:
-                    raise config_error(
-                        f"The state file {state_path} is nested too deeply to be read as JSON: it is not a state this "
-                        f"connector wrote. {CLEAR_STATE_HINT}"
-                    ) from None
+                    raw = _TOO_DEEP
+            if raw is _TOO_DEEP or _nested_deeper_than(raw, MAX_STATE_DEPTH):
+                # Python's JSON reader, and the CDK's reading after it, would fail with a bare RecursionError.
+                raise config_error(
+                    f"The state file {state_path} is nested more than {MAX_STATE_DEPTH} levels deep: it is not a state "
+                    f"this connector wrote (its states are a few levels deep). {CLEAR_STATE_HINT}"
+                )
             _refuse_legacy_state(raw)
         return super().read_state(state_path)
 
@@ -190,6 +196,18 @@ class SourceCommsmining(YamlDeclarativeSource):
             yield from reader.read()
         if failure is not None:
             raise failure
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether a parsed JSON value nests lists/objects more than `limit` levels (iteratively: no recursion)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def _refuse_ambiguous_state(state: List[AirbyteStateMessage]) -> None:
