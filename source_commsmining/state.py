@@ -5,7 +5,8 @@ flat `stream_result_labels` and `stream_result_fields`); each selected table has
 of the same shape (per-partition, as Airbyte's other partitioned streams write it):
 
     {"states": [{"partition": {"project": "acme", "dataset": "collections", "stream": "triage"},
-                 "cursor": {"continuation": "<batch token>", "created_at": "<watermark>", "batches": 42}}]}
+                 "cursor": {"continuation": "<batch token>", "created_at": "<watermark>", "batches": 42,
+                            "epoch": "9c0f3a51d2e4b786"}}]}
 
 `continuation` is the token of the last batch emitted; `created_at` the creation time of the
 newest comment delivered, the watermark a reset goes back to; `batches` how many batches of that
@@ -20,6 +21,13 @@ opaque, so `batches` orders the cursors: the fewest batches is the oldest. A cur
 the flat tables are newer). A selected table with no cursor for a CM stream makes that stream
 "no state": the reader then starts it as a first sync would.
 
+`batches` orders positions only along one line of reading: a sync that resumes from a cursor counts
+on from it, but a stream started as on a first sync (no state) goes back to its start, and a count
+begun there says nothing about where the cursors left behind were. So each such start draws a new
+`epoch`, which the cursors counted from it carry; cursors of different epochs (one table committed
+after such a start, another only before it) cannot be ordered, and the stream is again "no state"
+(read from its start: nothing is lost, what comes again is removed by dedup).
+
 A CM stream no longer configured is dropped from the state with one warning: a stream added again
 later has no state, so it is started as a first sync starts it, which loses nothing.
 
@@ -31,6 +39,7 @@ warning (`ResultsState.warnings`), rather than failing every sync from then on.
 
 import copy
 import json
+import secrets
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import jsonschema
@@ -65,6 +74,7 @@ STATE_SCHEMA = {
                             "continuation": {"type": "string", "minLength": 1},
                             "created_at": {"type": ["string", "null"]},
                             "batches": {"type": "integer", "minimum": 0},
+                            "epoch": {"type": "string"},
                         },
                     },
                 },
@@ -163,6 +173,15 @@ class ResultsState:
                     dropped.setdefault(key, []).append(table)
                     del cursors[key]
             tables[table] = cursors
+        for key in sorted({key for cursors in tables.values() for key in cursors}):
+            epochs = {cursors[key].get("epoch") for cursors in tables.values() if key in cursors}
+            if len(epochs) > 1 and all(key in cursors for cursors in tables.values()):
+                warnings.append(
+                    f"{key}: the states of the results tables come from different starts of the stream (one table's "
+                    "state was committed after the stream was read from its start, another's only before), so where "
+                    "each stopped cannot be ordered: the stream is read from its start as on a first sync, and the "
+                    "rows that come again are removed by dedup on each table's primary key."
+                )
         if dropped:
             warnings.append(
                 f"The state holds {len(dropped)} Communications Mining stream(s) that are no longer configured, dropped "
@@ -182,6 +201,8 @@ class ResultsState:
         cursors = [table.get(cm.key) for table in self._tables.values()]
         if not cursors or any(not cursor for cursor in cursors):
             return None
+        if len({cursor.get("epoch") for cursor in cursors}) > 1:
+            return None  # positions along different lines of reading: see the module docstring
         oldest = min(cursors, key=_age)
         combined = dict(oldest)
         confirmed = all(
@@ -199,7 +220,8 @@ class ResultsState:
         previous = self.cursor(cm) or {}
         watermark = max_timestamp(previous.get("created_at"), created_at)
         batches = _age(previous) + 1 if previous else 1
-        cursor = {"continuation": continuation, "created_at": watermark, "batches": max(batches, 1)}
+        epoch = previous.get("epoch") if previous.get("epoch").__class__ is str else secrets.token_hex(8)
+        cursor = {"continuation": continuation, "created_at": watermark, "batches": max(batches, 1), "epoch": epoch}
         for table in self._tables.values():
             table[cm.key] = dict(cursor)
         self._partitions[cm.key] = cm.as_partition()

@@ -196,6 +196,25 @@ def test_the_resume_cursor_is_the_oldest_among_the_selected_tables():
     assert state.as_dict(LABELS)["states"][0]["cursor"]["batches"] == 8
 
 
+def test_cursors_counted_from_different_starts_of_the_stream_cannot_be_ordered():
+    """labels committed a batch counted from a restart (no state), stream_results only a cursor from before it."""
+    state = ResultsState.parse_tables({RESULTS: _cursor("b9", 9, epoch="aaaa"), LABELS: _cursor("s1", 1, epoch="bbbb")}, [TRIAGE])
+    assert state.cursor(TRIAGE) is None
+    [warning] = state.warnings
+    assert "acme/collections/triage" in warning and "different starts" in warning
+    # A legacy cursor (no epoch) against one with an epoch: the same.
+    assert ResultsState.parse_tables({RESULTS: _cursor("old"), LABELS: _cursor("s1", 1, epoch="bbbb")}).cursor(TRIAGE) is None
+    # The same epoch: ordered by batches; a resumed stream keeps its epoch, a stream started with no state draws one.
+    same = ResultsState.parse_tables({RESULTS: _cursor("b9", 9, epoch="aaaa"), LABELS: _cursor("b7", 7, epoch="aaaa")})
+    assert same.cursor(TRIAGE)["continuation"] == "b7"
+    same.update(TRIAGE, "b8", None)
+    assert same.as_dict(LABELS)["states"][0]["cursor"]["epoch"] == "aaaa"
+    fresh = ResultsState.parse_tables({RESULTS: None, LABELS: None})
+    fresh.update(TRIAGE, "c1", None)
+    epoch = fresh.as_dict(RESULTS)["states"][0]["cursor"]["epoch"]
+    assert epoch != "aaaa" and fresh.as_dict(LABELS)["states"][0]["cursor"]["epoch"] == epoch
+
+
 def test_position_confirmed_holds_only_when_every_table_confirms_the_same_continuation():
     confirmed = {"position_confirmed": True}
     both = ResultsState.parse_tables({RESULTS: _cursor("b7", 7, **confirmed), LABELS: _cursor("b7", 7, **confirmed)})
@@ -297,3 +316,18 @@ def test_repeated_uids_in_one_batch_are_delivered_with_one_warning():
     warnings = [log.log.message for log in output.logs if "more than once" in log.log.message]
     assert len(warnings) == 1
     assert "2 uid(s)" in warnings[0] and f"{comment(1)['uid']} (2 times)" in warnings[0] and f"{comment(2)['uid']} (3 times)" in warnings[0]
+
+
+def test_the_connector_builder_peek_gives_the_rows_a_sync_gives():
+    import requests
+
+    from source_commsmining.components import ResultFieldsExtractor, ResultLabelsExtractor
+
+    body = _rich_batch([1, 2], "b1", False)
+    with requests_mock.Mocker() as m:
+        m.get(stream_url(), json=body)
+        response = requests.get(stream_url())
+    records = [_record(i=i) for i in (1, 2)]
+    for extractor, table in ((ResultLabelsExtractor(), LABELS), (ResultFieldsExtractor(), FIELDS)):
+        expected = [row for record in records for row in flat_rows(record, (table,))[0][table]]
+        assert list(extractor.extract_records(response)) == expected and expected

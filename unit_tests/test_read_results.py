@@ -37,6 +37,7 @@ def test_pages_through_batches_and_advances_with_each_batch_continuation():
     results_calls = [h for h in m.request_history if h.path.endswith("/results")]
     assert all(h.qs["max_results"] == ["32"] for h in results_calls)
     final = _state_dict(output.state_messages[-1])
+    assert len(final["states"][0]["cursor"].pop("epoch")) == 16  # drawn at the stream's first start (state.py)
     assert final["states"] == [
         {
             "partition": {"project": "acme", "dataset": "collections", "stream": "triage"},
