@@ -68,7 +68,11 @@ def emulator():
 
 def _cache(warehouse, tmp_path, request):
     if warehouse == "postgres":
-        return _postgres_cache(tmp_path, request.getfixturevalue("postgres"))
+        cache = _postgres_cache(tmp_path, request.getfixturevalue("postgres"))
+        with cache.get_sql_engine().begin() as conn:  # the server is shared by the module's tests: start empty
+            conn.execute(text("DROP SCHEMA IF EXISTS commsmining CASCADE"))
+            conn.execute(text("CREATE SCHEMA commsmining"))
+        return cache
     return _duckdb_cache(tmp_path)
 
 
