@@ -80,7 +80,7 @@ chaos-large: $(STAMP)  ## the long kill/resume runs (hundreds of kills: over a l
 bench: $(STAMP) $(BENCH_STAMP)  ## benchmarks; writes benchmarks/results.json
 	$(PY) benchmarks/run.py --connector $(BENCH_VENV)/bin/source-commsmining --output benchmarks/results.json
 
-demo: $(STAMP)  ## start the emulator, check, sync sources + stream_results into DuckDB via PyAirbyte
+demo: $(STAMP)  ## start the emulator, check, sync sources + stream_results (+ flat tables) into DuckDB via PyAirbyte
 	$(PY) -m demo.run
 
 emulator: $(STAMP)  ## run the emulator in the foreground on port 8077

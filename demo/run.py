@@ -1,9 +1,11 @@
 """`make demo`: the product's main job, end to end, on a laptop.
 
 Starts the Communications Mining emulator (a separate process on 127.0.0.1), runs `check`, then a
-real sync of `sources` and `stream_results` through PyAirbyte into a local DuckDB file, prints a
-summary (rows per stream under the primary key [project, dataset, stream, uid], how many rows have
-each promoted column filled, the top labels), and stops the emulator. Run it twice: the second sync
+real sync of `sources`, `stream_results` and its flat tables (`stream_result_labels`,
+`stream_result_fields`) through PyAirbyte into a local DuckDB file, prints a summary (rows per
+stream under the primary key [project, dataset, stream, uid], how many rows have each promoted
+column filled, the top labels, and comments per label per day answered with plain SQL over the
+flat table), and stops the emulator. Run it twice: the second sync
 only gets new comments.
 """
 
@@ -46,6 +48,15 @@ def start_emulator() -> "tuple[subprocess.Popen, str, str]":
 
 PROMOTED = ("comment_id", "source_id", "thread_id", "created_at", "timestamp", "last_modified", "subject", "sender",
             "message_count", "model_version", "labels", "stream_labels", "general_fields")
+
+
+# docs/commsmining.md "Querying the flat tables", query (a), ordered to print the busiest label-days.
+COMMENTS_PER_LABEL_PER_DAY = """
+SELECT stream, label, CAST(created_at AS DATE) AS day, COUNT(DISTINCT uid) AS comments
+FROM commsmining.stream_result_labels
+GROUP BY stream, label, CAST(created_at AS DATE)
+ORDER BY comments DESC, stream, label, day LIMIT 8
+"""
 
 
 def print_keys(results: "list[dict]") -> None:
@@ -92,7 +103,7 @@ def main() -> None:
             "source-commsmining",
             config=config,
             local_executable=str(BIN / "source-commsmining"),
-            streams=["sources", "stream_results"],
+            streams=["sources", "stream_results", "stream_result_labels", "stream_result_fields"],
         )
         source.check()
         print("check: succeeded")
@@ -113,11 +124,16 @@ def main() -> None:
                 )
             ).fetchall()
             results = [dict(row._mapping) for row in connection.execute(text("SELECT * FROM commsmining.stream_results"))]
+            per_day = connection.execute(text(COMMENTS_PER_LABEL_PER_DAY)).fetchall()
         print_keys(results)
         print_promoted_columns(results)
         print("\ntop predicted labels (meeting the stream threshold):")
         for label, count in rows:
             print(f"  {count:>6}  {label}")
+        print("\ncomments per label per day, plain SQL over stream_result_labels (docs/commsmining.md, query (a));")
+        print("the busiest 8:")
+        for stream, label, day, comments in per_day:
+            print(f"  {stream:<12} {str(day)[:10]}  {comments:>4}  {label}")
         print(f"\nDuckDB file: {DEMO_DIR / 'demo.duckdb'}")
         print(
             "\nTo sync a real tenant instead, use the same code with:\n"

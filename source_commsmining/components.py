@@ -1,4 +1,4 @@
-"""Custom components the manifest names: the `/results` record extractor, the label_defs extractor and `parent`."""
+"""Custom components the manifest names: the `/results` record extractors, the label_defs extractor and `parent`."""
 
 import re
 from dataclasses import dataclass
@@ -11,6 +11,7 @@ from airbyte_cdk.sources.declarative.transformations import RecordTransformation
 from airbyte_cdk.sources.types import StreamSlice
 
 from source_commsmining.envelope import decode
+from source_commsmining.flat_tables import FIELDS, LABELS, flat_rows
 from source_commsmining.records import build_records
 
 _RESULTS_PATH = re.compile(r"/datasets/(?P<project>[^/]+)/(?P<dataset>[^/]+)/streams/(?P<stream>[^/]+)/results$")
@@ -58,6 +59,24 @@ class LabelDefsExtractor(RecordExtractor):
 
 
 DEFAULT_LABEL_GROUP = "default"
+
+
+@dataclass
+class ResultLabelsExtractor(ResultsExtractor):
+    """`stream_result_labels` rows of a `/results` page (the declarative peek), built as a sync builds them."""
+
+    table = LABELS
+
+    def extract_records(self, response: requests.Response) -> Iterable[MutableMapping[Any, Any]]:
+        for record in super().extract_records(response):
+            yield from flat_rows(record, (self.table,))[0][self.table]
+
+
+@dataclass
+class ResultFieldsExtractor(ResultLabelsExtractor):
+    """`stream_result_fields` rows of a `/results` page (the declarative peek)."""
+
+    table = FIELDS
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Airbyte messages for `stream_results`, and the flush that makes "emitted" mean "on stdout"."""
+"""Airbyte messages for the results tables (`stream_results` unless named), and the flush that makes "emitted" mean "on stdout"."""
 
 import sys
 import time
@@ -23,19 +23,20 @@ STREAM_NAME = "stream_results"
 _DESCRIPTOR = StreamDescriptor(name=STREAM_NAME)
 
 
-def record(data: Mapping[str, Any], emitted_at: int) -> AirbyteMessage:
+def record(data: Mapping[str, Any], emitted_at: int, stream: str = STREAM_NAME) -> AirbyteMessage:
     return AirbyteMessage(
         type=Type.RECORD,
-        record=AirbyteRecordMessage(stream=STREAM_NAME, data=data, emitted_at=emitted_at),
+        record=AirbyteRecordMessage(stream=stream, data=data, emitted_at=emitted_at),
     )
 
 
-def state(state_dict: Mapping[str, Any]) -> AirbyteMessage:
+def state(state_dict: Mapping[str, Any], stream: str = STREAM_NAME) -> AirbyteMessage:
+    descriptor = _DESCRIPTOR if stream == STREAM_NAME else StreamDescriptor(name=stream)
     return AirbyteMessage(
         type=Type.STATE,
         state=AirbyteStateMessage(
             type=AirbyteStateType.STREAM,
-            stream=AirbyteStreamState(stream_descriptor=_DESCRIPTOR, stream_state=AirbyteStateBlob(state_dict)),
+            stream=AirbyteStreamState(stream_descriptor=descriptor, stream_state=AirbyteStateBlob(state_dict)),
         ),
     )
 
@@ -44,8 +45,8 @@ def log(message: str, level: Level = Level.INFO) -> AirbyteMessage:
     return AirbyteMessage(type=Type.LOG, log=AirbyteLogMessage(level=level, message=message))
 
 
-def status(value: AirbyteStreamStatus) -> AirbyteMessage:
-    return stream_status_message(_DESCRIPTOR, value)
+def status(value: AirbyteStreamStatus, stream: str = STREAM_NAME) -> AirbyteMessage:
+    return stream_status_message(_DESCRIPTOR if stream == STREAM_NAME else StreamDescriptor(name=stream), value)
 
 
 def now_ms() -> int:

@@ -16,7 +16,12 @@ only after it printed the previous message, so after the STATE's yield returns a
 the batch and its checkpoint are on the stdout file descriptor. If the process dies anywhere,
 the server has consumed at most what was already printed with its STATE.
 
-With `max_records_per_sync`, the streams share the cap in rounds (`_scheduled_events`), so no
+Each batch is written to every selected results table: `stream_results` (a record per comment)
+and the flat `stream_result_labels` and `stream_result_fields` (flat_tables.py), all RECORDs
+first, then one STATE per table, then the flush; a table not selected is not built. The state of
+each table is its own (a destination may commit one and not another): see state.py.
+
+With `max_records_per_sync` (comments, whatever the tables), the streams share the cap in rounds (`_scheduled_events`), so no
 stream is starved by the ones read before it.
 
 At the start of a sync each stream is put where the given state says (the destination's last
@@ -40,6 +45,7 @@ from source_commsmining import liveness, messages
 from source_commsmining.api import CmApi, CmStream
 from source_commsmining.envelope import BadResponse
 from source_commsmining.errors import config_error, describe
+from source_commsmining.flat_tables import FLAT_TABLES, RESULTS, batch_rows
 from source_commsmining.records import build_records, describe_problems, first_few
 from source_commsmining.state import ResultsState, latest_created_at
 from source_commsmining.timestamps import instant
@@ -64,6 +70,8 @@ class _Batch:
     continuation: str
     watermark: Optional[str]
     delivered: threading.Event = field(default_factory=threading.Event)
+    # The rows of the selected flat tables, by table (built in the stream's own thread).
+    rows: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -109,6 +117,7 @@ class _Reading:
 class _Progress:
     records: int = 0
     batches: int = 0
+    rows: Dict[str, int] = field(default_factory=dict)  # flat table -> rows emitted
     position: str = ""
     logged_at: float = field(default_factory=time.monotonic)
 
@@ -154,6 +163,19 @@ def _reset_permissions(cm: CmStream) -> str:
     )
 
 
+def _repeated_uids(records: List[Dict[str, Any]]) -> List[Tuple[Any, int]]:
+    """(uid, times) of the uids that come more than once in one batch, in batch order."""
+    if len(records) < 2:
+        return []
+    seen: Dict[Any, int] = {}
+    for record in records:
+        uid = record["uid"]
+        seen[uid] = seen.get(uid, 0) + 1
+    if len(seen) == len(records):
+        return []
+    return [(uid, count) for uid, count in seen.items() if count > 1]
+
+
 class ResultsReader:
     def __init__(
         self,
@@ -184,19 +206,32 @@ class ResultsReader:
         self._positioned: Dict[str, bool] = {}
         self._flush = flush or (lambda: messages.flush_stdout())  # looked up per call: tests patch it
         self._logger = logger or logging.getLogger("airbyte")
+        # The selected results tables, in emission order; stream_results is built always (the flat rows and the
+        # watermark come from its records) but emitted only when selected.
+        self._tables = [table for table in (RESULTS, *FLAT_TABLES) if table in state.tables]
+        self._flat = tuple(table for table in self._tables if table in FLAT_TABLES)
         self._events: "queue.Queue[_Event]" = queue.Queue()
         self._stop = threading.Event()
         self._emitted = 0  # written by the main thread only
 
     # ------------------------------------------------------------------ main thread
+    def _statuses(self, value: AirbyteStreamStatus) -> Iterator[AirbyteMessage]:
+        for table in self._tables:
+            yield messages.status(value, table)
+
+    def _states(self) -> Iterator[AirbyteMessage]:
+        """One STATE per selected table, each its own per-stream state."""
+        for table in self._tables:
+            yield messages.state(self._state.as_dict(table), table)
+
     def read(self) -> Iterator[AirbyteMessage]:
-        yield messages.status(AirbyteStreamStatus.STARTED)
+        yield from self._statuses(AirbyteStreamStatus.STARTED)
         for warning in self._state.warnings:
             yield messages.log(warning, Level.WARN)
         if not self._streams:
             yield messages.log("stream_results: no Communications Mining streams are configured (`streams` is empty).")
-            yield messages.state(self._state.as_dict())
-            yield messages.status(AirbyteStreamStatus.COMPLETE)
+            yield from self._states()
+            yield from self._statuses(AirbyteStreamStatus.COMPLETE)
             return
         cursors = {cm.key: self._state.cursor(cm) for cm in self._streams}
         for cm in self._streams:  # only the sync's last STATE may say where a stream it reads was left
@@ -210,14 +245,18 @@ class ResultsReader:
             for event in events:
                 if isinstance(event, _Batch):
                     if not running_sent:
-                        yield messages.status(AirbyteStreamStatus.RUNNING)
+                        yield from self._statuses(AirbyteStreamStatus.RUNNING)
                         running_sent = True
                     emitted_at = messages.now_ms()
-                    for data in event.records:
-                        yield messages.record(data, emitted_at)
+                    if self._tables[0] == RESULTS:
+                        for data in event.records:
+                            yield messages.record(data, emitted_at)
+                    for table in self._flat:
+                        for data in event.rows[table]:
+                            yield messages.record(data, emitted_at, table)
                     self._state.update(event.cm, event.continuation, event.watermark)
-                    yield messages.state(self._state.as_dict())
-                    # Resumed: the entrypoint has printed the STATE. Push it to the fd; only then may the stream advance.
+                    yield from self._states()
+                    # Resumed: the entrypoint has printed the last STATE. Push it to the fd; only then may the stream advance.
                     self._flush()
                     self._emitted += len(event.records)
                     event.delivered.set()
@@ -238,10 +277,10 @@ class ResultsReader:
             if self._positioned.get(cm.key):
                 self._state.confirm(cm)
         # A last checkpoint even when no batch came: Airbyte expects one per sync.
-        yield messages.state(self._state.as_dict())
+        yield from self._states()
         self._flush()
         if errors:
-            yield messages.status(AirbyteStreamStatus.INCOMPLETE)
+            yield from self._statuses(AirbyteStreamStatus.INCOMPLETE)
             # Every failure was logged above; the sync's one error is a config_error if any stream had one
             # (it says what the user must change; retrying will not help), else the first to arrive.
             reported = next((e for e in errors if _is_config_error(e)), errors[0])
@@ -252,7 +291,7 @@ class ResultsReader:
                 internal_message=repr(reported),
                 failure_type=FailureType.system_error,
             ) from reported
-        yield messages.status(AirbyteStreamStatus.COMPLETE)
+        yield from self._statuses(AirbyteStreamStatus.COMPLETE)
 
     def _scheduled_events(self, cursors: Dict[str, Optional[Dict[str, Any]]]) -> Iterator[_Event]:
         """Reads every stream, in rounds when `max_records_per_sync` caps the sync.
@@ -330,14 +369,17 @@ class ResultsReader:
             progress.records += len(batch.records)
             progress.batches += 1
             progress.position = batch.continuation
+            for table, rows in batch.rows.items():
+                progress.rows[table] = progress.rows.get(table, 0) + len(rows)
         now = time.monotonic()
         if batch is not None and now - progress.logged_at < PROGRESS_INTERVAL_SECONDS:
             return None
         progress.logged_at = now
         word = "progress" if batch is not None else "finished"
         position = progress.position or "unchanged"
+        flat = "".join(f", {rows} rows of {table}" for table, rows in progress.rows.items())
         return (
-            f"stream_results {cm.key} {word}: {progress.records} records in {progress.batches} batches, "
+            f"stream_results {cm.key} {word}: {progress.records} records in {progress.batches} batches{flat}, "
             f"position {position}"
         )
 
@@ -430,8 +472,10 @@ class ResultsReader:
             )
             untimed: List[Tuple[Any, Any]] = []
             batch = _Batch(cm, records, continuation, latest_created_at(records, untimed))
-            if problems or untimed:
-                yield _Log(self._odd_batch(cm, batch, problems, untimed), Level.WARN)
+            batch.rows, unflattened = batch_rows(records, self._flat)
+            repeated = _repeated_uids(records)
+            if problems or untimed or unflattened or repeated:
+                yield _Log(self._odd_batch(cm, batch, problems, untimed, unflattened, repeated), Level.WARN)
             yield batch
             if not batch.delivered.is_set():
                 return
@@ -469,10 +513,21 @@ class ResultsReader:
 
     @staticmethod
     def _odd_batch(
-        cm: CmStream, batch: _Batch, problems: List[Tuple[Any, List[str]]], untimed: List[Tuple[Any, Any]]
+        cm: CmStream,
+        batch: _Batch,
+        problems: List[Tuple[Any, List[str]]],
+        untimed: List[Tuple[Any, Any]],
+        unflattened: List[Tuple[Any, int]] = (),
+        repeated: List[Tuple[Any, int]] = (),
     ) -> str:
         """One warning for a batch's comments of an unexpected shape (never one per record)."""
         parts = []
+        if repeated:
+            shown = first_few([f"{uid} ({count} times)" for uid, count in repeated])
+            parts.append(
+                f"{len(repeated)} uid(s) come more than once in this batch, all delivered (a destination deduplicating on "
+                f"the primary key keeps one row each): {shown}"
+            )
         if problems:
             parts.append(
                 f"{len(problems)} comment(s) have a field of a shape the API does not use, so these promoted columns are "
@@ -483,6 +538,13 @@ class ResultsReader:
             parts.append(
                 f"{len(untimed)} comment(s) have a created_at that is not a time, delivered as sent but not taken as the "
                 f"stream's watermark: {shown}"
+            )
+        if unflattened:
+            shown = first_few([f"{uid} ({count})" for uid, count in unflattened])
+            parts.append(
+                f"{len(unflattened)} comment(s) have predicted labels, fields or taxonomies of a shape the API does not use "
+                "(no name to key them by), left out of the flat tables (stream_results.prediction holds them whole): "
+                f"{shown}"
             )
         return (
             f"stream_results {cm.key}, batch of {len(batch.records)} at continuation {batch.continuation}: " + ". ".join(parts) + "."

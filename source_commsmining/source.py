@@ -2,13 +2,14 @@
 
 import json
 import logging
-from typing import Any, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from airbyte_cdk.models import (
     AirbyteCatalog,
     AirbyteConnectionStatus,
     AirbyteMessage,
     AirbyteStateMessage,
+    AirbyteStateType,
     ConfiguredAirbyteCatalog,
     SyncMode,
 )
@@ -21,11 +22,15 @@ from source_commsmining.api import CmApi
 from source_commsmining.check import check_connection
 from source_commsmining.config import validate_config
 from source_commsmining.errors import config_error
-from source_commsmining.messages import STREAM_NAME as RESULTS_STREAM
+from source_commsmining.flat_tables import TABLES as RESULTS_TABLES
+from source_commsmining.records import first_few
 from source_commsmining.results_reader import ResultsReader
 from source_commsmining.state import ResultsState
 
 CHECK_MAX_RETRIES = 2
+# No state this connector (or the CDK) writes comes near this depth; deeper ones make the CDK's parsing recurse out.
+MAX_STATE_DEPTH = 64
+_TOO_DEEP = object()
 CLEAR_STATE_HINT = (
     "Clear the state of the connection's streams (in Airbyte: the connection's Settings > Clear data, or clear "
     "`stream_results` alone) and sync again: stream_results then starts from each Communications Mining stream's "
@@ -94,6 +99,14 @@ class SourceCommsmining(YamlDeclarativeSource):
                     raw = json.load(file)
                 except json.JSONDecodeError:
                     raw = None  # the CDK's own reading says what is wrong with the file
+                except RecursionError:
+                    raw = _TOO_DEEP
+            if raw is _TOO_DEEP or _nested_deeper_than(raw, MAX_STATE_DEPTH):
+                # Python's JSON reader, and the CDK's reading after it, would fail with a bare RecursionError.
+                raise config_error(
+                    f"The state file {state_path} is nested more than {MAX_STATE_DEPTH} levels deep: it is not a state "
+                    f"this connector wrote (its states are a few levels deep). {CLEAR_STATE_HINT}"
+                )
             _refuse_legacy_state(raw)
         return super().read_state(state_path)
 
@@ -125,7 +138,7 @@ class SourceCommsmining(YamlDeclarativeSource):
         self._validate()
         catalog = super().discover(logger, config)
         for stream in catalog.streams:
-            if stream.name == RESULTS_STREAM:
+            if stream.name in RESULTS_TABLES:
                 # Full refresh would overwrite the table with only what is new since the last sync: a loss.
                 stream.supported_sync_modes = [SyncMode.incremental]
                 stream.source_defined_cursor = True
@@ -145,18 +158,24 @@ class SourceCommsmining(YamlDeclarativeSource):
             yield from source.read(logger, source._config, catalog, state)
             return
         cm_streams = self._validate()
-        results = [s for s in catalog.streams if s.stream.name == RESULTS_STREAM]
-        others = ConfiguredAirbyteCatalog(streams=[s for s in catalog.streams if s.stream.name != RESULTS_STREAM])
+        results = [s for s in catalog.streams if s.stream.name in RESULTS_TABLES]
+        others = ConfiguredAirbyteCatalog(streams=[s for s in catalog.streams if s.stream.name not in RESULTS_TABLES])
         results_state = None
+        _refuse_ambiguous_state(state or [])
         if results:
-            if results[0].sync_mode != SyncMode.incremental:
-                raise config_error(
-                    "stream_results can only be synced incrementally (append, or append + dedup on its primary key "
-                    "[project, dataset, stream, uid]): a full refresh would replace the table with just the comments "
-                    "new since the last sync."
-                )
+            for configured in results:
+                if configured.sync_mode != SyncMode.incremental:
+                    raise config_error(
+                        f"{configured.stream.name} can only be synced incrementally (append, or append + dedup on its "
+                        "primary key): reading stream_results and its flat tables consumes the Communications Mining "
+                        "streams, so a full refresh would replace the table with just what is new since the last sync."
+                    )
             # Refuse a state that does not fit before touching anything.
-            results_state = ResultsState.parse(ConnectorStateManager(state).get_stream_state(RESULTS_STREAM, None))
+            manager = ConnectorStateManager(state)
+            selected = {s.stream.name for s in results}
+            results_state = ResultsState.parse_tables(
+                {table: manager.get_stream_state(table, None) for table in RESULTS_TABLES if table in selected}, cm_streams
+            )
         failure: Optional[BaseException] = None
         if others.streams:
             try:
@@ -179,6 +198,52 @@ class SourceCommsmining(YamlDeclarativeSource):
             yield from reader.read()
         if failure is not None:
             raise failure
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether a parsed JSON value nests lists/objects more than `limit` levels (iteratively: no recursion)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def _refuse_ambiguous_state(state: List[AirbyteStateMessage]) -> None:
+    """Two states for one stream, or a state with a namespace: the CDK would keep the last, or none, silently.
+
+    This connector's streams have no namespace, so Airbyte hands their state back without one; a
+    namespaced state was written for another connection or edited, and read as "no state" it would
+    restart streams from scratch (or, for stream_results, from where the CM stream happens to be).
+    """
+    seen: Dict[Any, int] = {}
+    for message in state:
+        if message.type == AirbyteStateType.GLOBAL and message.global_ is not None:
+            descriptors = [s.stream_descriptor for s in message.global_.stream_states or []]
+        elif message.type == AirbyteStateType.STREAM and message.stream is not None:
+            descriptors = [message.stream.stream_descriptor]
+        else:
+            continue
+        for descriptor in descriptors:
+            key = (descriptor.name, descriptor.namespace)
+            seen[key] = seen.get(key, 0) + 1
+    namespaced = sorted(f"{namespace}.{name}" for name, namespace in seen if namespace is not None)
+    if namespaced:
+        raise config_error(
+            f"The state passed to this sync holds {len(namespaced)} stream state(s) with a namespace "
+            f"({first_few(namespaced)}). This connector's streams have no namespace, so Airbyte never writes such a "
+            f"state for them: it comes from another connection or was edited, and would be ignored. {CLEAR_STATE_HINT}"
+        )
+    twice = sorted(f"{name} ({count} times)" for (name, _), count in seen.items() if count > 1)
+    if twice:
+        raise config_error(
+            f"The state passed to this sync holds more than one state message for {len(twice)} stream(s): "
+            f"{first_few(twice)}. Airbyte keeps one per stream, and which one the destination committed cannot be "
+            f"told. {CLEAR_STATE_HINT}"
+        )
 
 
 def _refuse_legacy_state(raw: Any) -> None:

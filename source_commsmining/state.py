@@ -1,15 +1,38 @@
-"""The `stream_results` state: one checkpoint per Communications Mining stream.
+"""The state of the results tables: one checkpoint per table per Communications Mining stream.
 
-Shape (per-partition, as Airbyte's other partitioned streams write it):
+The reader writes up to three tables from one read of each CM stream (`stream_results` and the
+flat `stream_result_labels` and `stream_result_fields`); each selected table has its own state,
+of the same shape (per-partition, as Airbyte's other partitioned streams write it):
 
     {"states": [{"partition": {"project": "acme", "dataset": "collections", "stream": "triage"},
-                 "cursor": {"continuation": "<batch token>", "created_at": "<watermark>"}}]}
+                 "cursor": {"continuation": "<batch token>", "created_at": "<watermark>", "batches": 42,
+                            "epoch": "9c0f3a51d2e4b786"}}]}
 
 `continuation` is the token of the last batch emitted; `created_at` the creation time of the
-newest comment delivered, the watermark a reset goes back to. `position_confirmed: true`, only
-in a sync's last STATE, says that sync ended with the CM stream advanced exactly to this
-continuation and no further, so the next sync need not reset it (ResultsReader._resume). State for streams no longer
-configured is carried along untouched, so removing and re-adding a stream loses nothing.
+newest comment delivered, the watermark a reset goes back to; `batches` how many batches of that
+CM stream were emitted in all (across syncs, counted on from the cursor a sync resumed from).
+`position_confirmed: true`, only in a sync's last STATE, says that sync ended with the CM stream
+advanced exactly to this continuation and no further, so the next sync need not reset it
+(ResultsReader._resume).
+
+Why `batches`: each batch's STATE is emitted once per selected table, and a destination may commit
+one table's state and not another's. A CM stream is read once for all tables, so a sync resumes
+each CM stream from the OLDEST cursor among the selected tables (`ResultsState.cursor`); the
+tables that were ahead get some rows again, which dedup on their primary key removes. Tokens are
+opaque, so `batches` orders the cursors: the fewest batches is the oldest. A cursor written before
+`batches` existed counts as the oldest (its age is unknown; only `stream_results` can have one, as
+the flat tables are newer). A selected table with no cursor for a CM stream makes that stream
+"no state": the reader then starts it as a first sync would.
+
+`batches` orders positions only along one line of reading: a sync that resumes from a cursor counts
+on from it, but a stream started as on a first sync (no state) goes back to its start, and a count
+begun there says nothing about where the cursors left behind were. So each such start draws a new
+`epoch`, which the cursors counted from it carry; cursors of different epochs (one table committed
+after such a start, another only before it) cannot be ordered, and the stream is again "no state"
+(read from its start: nothing is lost, what comes again is removed by dedup).
+
+A CM stream no longer configured is dropped from the state with one warning: a stream added again
+later has no state, so it is started as a first sync starts it, which loses nothing.
 
 Only a value that parses as a time is ever a watermark: a comment whose `created_at` is not one
 is delivered as sent but leaves the watermark where it was, and a state whose watermark is not
@@ -19,13 +42,18 @@ warning (`ResultsState.warnings`), rather than failing every sync from then on.
 
 import copy
 import json
+import secrets
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import jsonschema
 
 from source_commsmining.api import CmStream
 from source_commsmining.errors import config_error
+from source_commsmining.flat_tables import RESULTS
+from source_commsmining.records import first_few
 from source_commsmining.timestamps import instant
+
+POSITION_CONFIRMED = "position_confirmed"
 
 STATE_SCHEMA = {
     "type": "object",
@@ -49,6 +77,8 @@ STATE_SCHEMA = {
                             "continuation": {"type": "string", "minLength": 1},
                             "created_at": {"type": ["string", "null"]},
                             "position_confirmed": {"type": "boolean"},
+                            "batches": {"type": "integer", "minimum": 0},
+                            "epoch": {"type": "string"},
                         },
                     },
                 },
@@ -59,7 +89,8 @@ STATE_SCHEMA = {
 
 
 _CLEAR_STATE = (
-    "Clear the stream_results state in Airbyte (the connection's Settings > Clear data, for stream_results) and "
+    "Clear the stream_results state in Airbyte (the connection's Settings > Clear data, for stream_results and, if "
+    "selected, stream_result_labels and stream_result_fields) and "
     "sync again: each Communications Mining stream is then read from its current position. Comments that earlier "
     "syncs consumed but the destination did not commit are read again only if you reset the stream in "
     "Communications Mining to before them."
@@ -97,80 +128,174 @@ def _legacy_shape(raw: Any) -> Optional[str]:
 
 
 class ResultsState:
-    """Thread-confined to the main thread: only it updates and serialises the state."""
+    """The cursors of the selected results tables. Thread-confined to the main thread: only it updates and serialises them."""
 
     def __init__(
         self,
         cursors: Optional[Dict[str, Dict[str, Any]]] = None,
         partitions: Optional[Dict[str, Dict[str, str]]] = None,
         warnings: Optional[List[str]] = None,
+        *,
+        tables: Optional[Mapping[str, Dict[str, Dict[str, Any]]]] = None,
     ):
-        self._cursors: Dict[str, Dict[str, Any]] = cursors or {}
+        # table -> CM stream key -> cursor. `cursors` alone is the state of stream_results only.
+        self._tables: Dict[str, Dict[str, Dict[str, Any]]] = (
+            {name: dict(table) for name, table in tables.items()} if tables is not None else {RESULTS: cursors or {}}
+        )
         self._partitions: Dict[str, Dict[str, str]] = partitions or {}
         # Said once at the start of the sync (the reader logs them): what in the given state was set aside.
         self.warnings: List[str] = warnings or []
 
+    @property
+    def tables(self) -> List[str]:
+        return list(self._tables)
+
     @classmethod
-    def parse(cls, raw: Optional[Mapping[str, Any]]) -> "ResultsState":
-        if not raw:
-            return cls()
-        legacy = _legacy_shape(raw)
-        if legacy is not None:
-            raise config_error(f"The state given for stream_results is {legacy}. {_CLEAR_STATE}")
-        try:
-            jsonschema.validate(raw, STATE_SCHEMA)
-        except jsonschema.ValidationError as error:
-            path = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-            message = (
-                f"The state given for stream_results is not one this connector wrote ({path}: {error.message}). "
-                f"It may have been edited by hand or come from another connector. {_CLEAR_STATE}"
-            )
-            raise config_error(message)
-        cursors: Dict[str, Dict[str, Any]] = {}
+    def parse(
+        cls, raw: Optional[Mapping[str, Any]], configured: Optional[Iterable[CmStream]] = None
+    ) -> "ResultsState":
+        """The state of stream_results alone (see `parse_tables`)."""
+        return cls.parse_tables({RESULTS: raw}, configured)
+
+    @classmethod
+    def parse_tables(
+        cls, raws: Mapping[str, Optional[Mapping[str, Any]]], configured: Optional[Iterable[CmStream]] = None
+    ) -> "ResultsState":
+        """The states given for the selected results tables (table -> its stream state, None without one).
+
+        With `configured`, the cursors of CM streams not in it are dropped, with one warning for all.
+        """
+        keep = None if configured is None else {cm.key for cm in configured}
+        tables: Dict[str, Dict[str, Dict[str, Any]]] = {}
         partitions: Dict[str, Dict[str, str]] = {}
         warnings: List[str] = []
-        for entry in raw["states"]:
-            partition = entry["partition"]
-            cm = CmStream(partition["project"], partition["dataset"], partition["stream"])
-            cursor = dict(entry["cursor"])
-            watermark = cursor.get("created_at")
-            if watermark is not None and instant(watermark) is None:
-                cursor["created_at"] = None
+        dropped: Dict[str, List[str]] = {}
+        for table, raw in raws.items():
+            cursors = _parse_table(table, raw, partitions, warnings)
+            if keep is not None:
+                for key in [key for key in cursors if key not in keep]:
+                    dropped.setdefault(key, []).append(table)
+                    del cursors[key]
+            tables[table] = cursors
+        for key in sorted({key for cursors in tables.values() for key in cursors}):
+            epochs = {cursors[key].get("epoch") for cursors in tables.values() if key in cursors}
+            if len(epochs) > 1 and all(key in cursors for cursors in tables.values()):
                 warnings.append(
-                    f"stream_results {cm.key}: the state's created_at watermark {watermark!r} is not a time, so it is set "
-                    "aside and this stream is resumed as from a state without a watermark (no reset back to it; only an "
-                    "advance to the state's continuation). The next comment delivered sets a new watermark."
+                    f"{key}: the states of the results tables come from different starts of the stream (one table's "
+                    "state was committed after the stream was read from its start, another's only before), so where "
+                    "each stopped cannot be ordered: the stream is read from its start as on a first sync, and the "
+                    "rows that come again are removed by dedup on each table's primary key."
                 )
-            cursors[cm.key] = cursor
-            partitions[cm.key] = cm.as_partition()
-        return cls(cursors, partitions, warnings)
+        if dropped:
+            warnings.append(
+                f"The state holds {len(dropped)} Communications Mining stream(s) that are no longer configured, dropped "
+                f"from the state: {first_few(sorted(dropped))}. Configured again later, such a stream has no state and "
+                "is read as on a first sync."
+            )
+            for key in dropped:
+                partitions.pop(key, None)
+        return cls(partitions=partitions, warnings=warnings, tables=tables)
 
     def cursor(self, cm: CmStream) -> Optional[Dict[str, Any]]:
-        cursor = self._cursors.get(cm.key)
-        return dict(cursor) if cursor else None
+        """Where to resume `cm`: the oldest of the selected tables' cursors; None if any table has none.
+
+        `position_confirmed` is kept only when every table's cursor carries it with the same
+        continuation: it says the stream was left exactly there, which is true of all or of none.
+        """
+        cursors = [table.get(cm.key) for table in self._tables.values()]
+        if not cursors or any(not cursor for cursor in cursors):
+            return None
+        if len({cursor.get("epoch") for cursor in cursors}) > 1:
+            return None  # positions along different lines of reading: see the module docstring
+        oldest = min(cursors, key=_age)
+        combined = dict(oldest)
+        confirmed = all(
+            c.get(POSITION_CONFIRMED) is True and c.get("continuation") == oldest.get("continuation") for c in cursors
+        )
+        if not confirmed:
+            combined.pop(POSITION_CONFIRMED, None)
+        return combined
 
     def update(self, cm: CmStream, continuation: str, created_at: Optional[str]) -> None:
-        """A batch's checkpoint: a fresh cursor, so without `position_confirmed` (more may follow it)."""
-        previous = self._cursors.get(cm.key) or {}
+        """A batch of `cm` at `continuation` was emitted to every selected table: one new cursor for all.
+
+        Counted on from the cursor the stream resumed from (the oldest), so every table's cursor is the same again.
+        """
+        previous = self.cursor(cm) or {}
         watermark = max_timestamp(previous.get("created_at"), created_at)
-        self._cursors[cm.key] = {"continuation": continuation, "created_at": watermark}
+        batches = _age(previous) + 1 if previous else 1
+        epoch = previous.get("epoch") if previous.get("epoch").__class__ is str else secrets.token_hex(8)
+        cursor = {"continuation": continuation, "created_at": watermark, "batches": max(batches, 1), "epoch": epoch}
+        for table in self._tables.values():
+            table[cm.key] = dict(cursor)
         self._partitions[cm.key] = cm.as_partition()
 
     def confirm(self, cm: CmStream, confirmed: bool = True) -> None:
-        """Marks `cm`'s cursor as where the stream was left (for the sync's last STATE), or, with False, unmarks
-        it (a sync reading `cm` starts so); no cursor, nothing to mark."""
-        cursor = self._cursors.get(cm.key)
-        if cursor:
-            cursor = {key: value for key, value in cursor.items() if key != "position_confirmed"}
-            self._cursors[cm.key] = {**cursor, "position_confirmed": True} if confirmed else cursor
+        """Marks `cm`'s cursor, in every selected table, as the position the CM stream was left at (for the
+        sync's last STATE), or, with False, unmarks it (a sync reading `cm` starts so); no cursor, nothing to mark."""
+        for table in self._tables.values():
+            if cm.key in table:
+                if confirmed:
+                    table[cm.key][POSITION_CONFIRMED] = True
+                else:
+                    table[cm.key].pop(POSITION_CONFIRMED, None)
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self, table: str = RESULTS) -> Dict[str, Any]:
+        """One table's stream state."""
         return {
             "states": [
                 {"partition": dict(self._partitions[key]), "cursor": copy.copy(cursor)}
-                for key, cursor in self._cursors.items()
+                for key, cursor in self._tables[table].items()
             ]
         }
+
+
+def _age(cursor: Mapping[str, Any]) -> int:
+    """A cursor's `batches` (how far it is); -1 for a cursor written before `batches` existed (the oldest)."""
+    batches = cursor.get("batches")
+    return batches if batches.__class__ is int and batches >= 0 else -1
+
+
+def _parse_table(
+    table: str, raw: Optional[Mapping[str, Any]], partitions: Dict[str, Dict[str, str]], warnings: List[str]
+) -> Dict[str, Dict[str, Any]]:
+    """One table's cursors by CM stream key; a state this connector did not write is a config_error."""
+    if not raw:
+        return {}
+    legacy = _legacy_shape(raw)
+    if legacy is not None:
+        raise config_error(f"The state given for {table} is {legacy}. {_CLEAR_STATE}")
+    try:
+        jsonschema.validate(raw, STATE_SCHEMA)
+    except jsonschema.ValidationError as error:
+        path = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        message = (
+            f"The state given for {table} is not one this connector wrote ({path}: {error.message}). "
+            f"It may have been edited by hand or come from another connector. {_CLEAR_STATE}"
+        )
+        raise config_error(message)
+    cursors: Dict[str, Dict[str, Any]] = {}
+    for index, entry in enumerate(raw["states"]):
+        partition = entry["partition"]
+        cm = CmStream(partition["project"], partition["dataset"], partition["stream"])
+        if cm.key in cursors:
+            raise config_error(
+                f"The state given for {table} holds Communications Mining stream {cm.key} twice (entry {index + 1} of "
+                f"{len(raw['states'])}: {_shown(entry)}; the first: {_shown(cursors[cm.key])}). This connector writes "
+                f"one entry per stream, and which of the two the destination committed cannot be told. {_CLEAR_STATE}"
+            )
+        cursor = dict(entry["cursor"])
+        watermark = cursor.get("created_at")
+        if watermark is not None and instant(watermark) is None:
+            cursor["created_at"] = None
+            warnings.append(
+                f"{table} {cm.key}: the state's created_at watermark {watermark!r} is not a time, so it is set "
+                "aside and this stream is resumed as from a state without a watermark (no reset back to it; only an "
+                "advance to the state's continuation). The next comment delivered sets a new watermark."
+            )
+        cursors[cm.key] = cursor
+        partitions[cm.key] = cm.as_partition()
+    return cursors
 
 
 def latest_created_at(records: Iterable[Mapping[str, Any]], untimed: Optional[List[Tuple[Any, Any]]] = None) -> Optional[str]:

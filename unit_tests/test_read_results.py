@@ -38,11 +38,12 @@ def test_pages_through_batches_and_advances_with_each_batch_continuation():
     results_calls = [h for h in m.request_history if h.path.endswith("/results")]
     assert all(h.qs["max_results"] == ["32"] for h in results_calls)
     final = _state_dict(output.state_messages[-1])
+    assert len(final["states"][0]["cursor"].pop("epoch")) == 16  # drawn at the stream's first start (state.py)
     assert final["states"] == [
         {
             "partition": {"project": "acme", "dataset": "collections", "stream": "triage"},
             # The sync ended at the end of the stream, right after its advance to b2: the last STATE says so.
-            "cursor": {"continuation": "b2", "created_at": comment(3)["created_at"], "position_confirmed": True},
+            "cursor": {"continuation": "b2", "created_at": comment(3)["created_at"], "batches": 2, "position_confirmed": True},
         }
     ]
     assert all("position_confirmed" not in e["cursor"] for s in output.state_messages[:-1] for e in _state_dict(s)["states"])
@@ -184,8 +185,11 @@ def test_an_unconfirmed_resume_advances_then_resets_to_the_watermark_then_advanc
     assert m.request_history[1].qs["max_results"] == ["1"]  # the peek
     assert reset.request_history[0].json() == {"to_comment_created_at": "2024-02-01T00:00:07.000000Z"}
     assert [h.json() for h in advance.request_history[:2]] == [{"sequence_id": "b7"}] * 2
+    # A CM stream no longer configured is dropped from the state, with one warning (#18.15).
     final = _state_dict(output.state_messages[-1])["states"]
-    assert {"partition": {"project": "old", "dataset": "gone", "stream": "x"}, "cursor": {"continuation": "zz", "created_at": None}} in final
+    assert [entry["partition"]["stream"] for entry in final] == ["triage"]
+    [dropped] = [log.log.message for log in output.logs if "no longer configured" in log.log.message]
+    assert "1 Communications Mining stream(s)" in dropped and "old/gone/x" in dropped
 
 
 def test_resume_with_a_refused_reset_warns_and_only_advances():

@@ -136,6 +136,14 @@ class Emulator:
         st = self._stream(project, dataset, stream)
         return [self.world.uid_of(st.dataset, i) for i in self.world.served_indexes(st)]
 
+    def served_results(self, project, dataset, stream) -> list:
+        """Every /results entry the stream has served ({comment, prediction, continuation}), in queue order.
+
+        A comment served again after a re-upload is there once per version (the later one last).
+        """
+        st = self._stream(project, dataset, stream)
+        return [self.world.result_at(st, i) for i in self.world.served_indexes(st)]
+
     def inject(self, fault: Fault) -> Fault:
         if isinstance(fault, dict):
             fault = fault_from_json(fault)

@@ -582,15 +582,18 @@ class World:
             i += 1
         return start, results, filtered, i, total
 
+    def result_at(self, st: Stream, i: int) -> dict:
+        """The /results entry `results` serves for queue index `i` of `st` (tests compute their truth from it)."""
+        c = st.dataset.comment(i)
+        model = st.model
+        pred = g.make_prediction(c["id"], model["version"], st.thresholds) if model else None
+        return {"comment": c, "prediction": pred, "continuation": self.encode_seq(st, i + 1)}
+
     def results(self, st: Stream, max_results: int, max_filtered) -> dict:
         start, idxs, filtered, end, total = self._scan(st, max_results, max_filtered)
         ds = st.dataset
-        out = []
         model = st.model
-        for i in idxs:
-            c = ds.comment(i)
-            pred = g.make_prediction(c["id"], model["version"], st.thresholds) if model else None
-            out.append({"comment": c, "prediction": pred, "continuation": self.encode_seq(st, i + 1)})
+        out = [self.result_at(st, i) for i in idxs]
         with self.lock:
             for i in idxs:
                 st.mark_served(i)
