@@ -37,11 +37,10 @@ $(QA_STAMP):
 
 install: $(STAMP)  ## create .venv and install the package with its test and demo extras
 
-# On every core (pytest-xdist); tests that share a fixed port or server are grouped (xdist_group);
-# tests that time themselves against a bound (marker `serial`) run alone afterwards.
+# On every core (pytest-xdist); tests that share a fixed port or server are grouped (xdist_group).
+# Speed goals live in `make bench`, never in a test's time bound.
 test: $(STAMP)  ## every test: unit, emulator, end-to-end, chaos (CI size), then the CDK contract on the newest CDK 7.x
-	$(PY) -m pytest -q -n auto --dist loadgroup -m "not image_tests and not serial"
-	$(PY) -m pytest -q -m "serial and not image_tests"
+	$(PY) -m pytest -q -n auto --dist loadgroup
 	$(MAKE) test-cdk-latest
 
 # The CDK contract tests (and one end-to-end pass over every verb) against the newest airbyte-cdk 7.x
