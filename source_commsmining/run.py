@@ -80,10 +80,15 @@ class _MaskedStream:
 
     def __init__(self, stream: TextIO, probe: Optional[str]):
         self._stream = stream
-        self._probes = None if probe is None else (probe, probe.lower())
+        self._probe = probe
+        # A token without capitals has one probe, not two: each scan of a record line is ~8,000 CPU
+        # instructions, ~2% of what the reader spends per record (benchmarks/README.md).
+        lower = None if probe is None else probe.lower()
+        self._lower = None if lower == probe else lower
 
     def write(self, text: str) -> int:
-        if self._probes is None or self._probes[0] in text or self._probes[1] in text:
+        probe, lower = self._probe, self._lower
+        if probe is None or probe in text or (lower is not None and lower in text):
             text = mask(text)
         return self._stream.write(text)
 
