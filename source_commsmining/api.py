@@ -17,7 +17,7 @@ from airbyte_cdk.sources.declarative.models.declarative_component_schema import 
 from airbyte_cdk.sources.declarative.requesters.http_requester import HttpRequester
 from airbyte_cdk.sources.types import StreamSlice
 
-from source_commsmining.envelope import BadResponse, decode
+from source_commsmining.envelope import BadResponse, check_depth, decode
 from source_commsmining.errors import describe
 
 REQUESTERS = ("sources_requester", "stream_requester", "results_requester", "advance_requester", "reset_requester")
@@ -139,12 +139,9 @@ class CmApi:
         if at_most is not None and at_most < self._max_results:
             extra = {"max_results": max(1, at_most)}
         context = self._context(cm)
-        return decode(
-            self._send("results_requester", cm.as_slice(extra), cm=cm),
-            required=("results", "continuation"),
-            context=context,
-            results_where=f"GET /results [{context}]",
-        )
+        body = decode(self._send("results_requester", cm.as_slice(extra), cm=cm), required=("results", "continuation"), context=context)
+        check_depth(body["results"], f"GET /results [{context}]")
+        return body
 
     def advance(self, cm: CmStream, continuation: str) -> None:
         decode(self._send("advance_requester", cm.as_slice(), {"sequence_id": continuation}, cm), context=self._context(cm))

@@ -10,7 +10,7 @@ here whatever their body says: an unexpected body must never turn a refusal into
 Every text taken from the response is masked (errors.mask): a server may echo the token.
 """
 
-from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import orjson
 import requests
@@ -24,12 +24,6 @@ _NOT_JSON = object()
 # orjson parses up to 1024 levels, but a record that deep cannot be written out again (the CDK's
 # serializers stop near 255 and 1000 levels); no real comment comes near this.
 MAX_RESULT_DEPTH = 500
-# A result sits two levels down in a /results body (the body object, its `results` array). Wrapped
-# in _PAD arrays, a body parses only if it nests at most 1024 - _PAD levels, i.e. only if no result
-# in it is deeper than MAX_RESULT_DEPTH: one parse answers both questions, where a test
-# serialisation of every batch cost ~5% of the reader's CPU per record (benchmarks/README.md).
-_PAD = 1024 - (MAX_RESULT_DEPTH + 2)
-_OPEN, _CLOSE = b"[" * _PAD, b"]" * _PAD
 
 
 class BadResponse(AirbyteTracedException):
@@ -78,32 +72,8 @@ def _what_is_wrong(response: requests.Response, error: Exception) -> str:
     return f"a body that is not JSON ({reason}): {_snippet(response)}"
 
 
-def _loads(content: bytes) -> Tuple[Any, bool]:
-    """The parsed body, and True when it is known to hold no result nested deeper than MAX_RESULT_DEPTH.
-
-    Anything the wrapped parse does not accept as exactly one value inside the _PAD arrays (too
-    deep, not JSON, or text such as `1],[2` that only the wrapping would make JSON) is parsed
-    again as it is, so it parses, or fails, exactly as it would alone.
-    """
-    try:
-        value = orjson.loads(b"".join((_OPEN, content, _CLOSE)))
-    except orjson.JSONDecodeError:
-        return orjson.loads(content), False
-    for _ in range(_PAD):
-        if value.__class__ is not list or len(value) != 1:
-            return orjson.loads(content), False
-        value = value[0]
-    return value, True
-
-
-def decode(
-    response: Optional[requests.Response], required: Sequence[str] = (), context: str = "", results_where: Optional[str] = None
-) -> Mapping[str, Any]:
-    """Returns the JSON body of `response`, or raises BadResponse saying what was wrong and where.
-
-    With `results_where` (a /results call) a batch holding a result too deep to be written out is
-    refused too (check_depth), naming `results_where`.
-    """
+def decode(response: Optional[requests.Response], required: Sequence[str] = (), context: str = "") -> Mapping[str, Any]:
+    """Returns the JSON body of `response`, or raises BadResponse saying what was wrong and where."""
     if response is None:
         raise BadResponse(
             message=f"The Communications Mining API gave no response{' (' + context + ')' if context else ''}.",
@@ -112,9 +82,8 @@ def decode(
     where = _where(response)
     at = f" [{context}]" if context else ""
     error: Optional[Exception] = None
-    shallow = False
     try:
-        body, shallow = _loads(response.content)
+        body = orjson.loads(response.content)
     except orjson.JSONDecodeError as parse_error:
         body, error = _NOT_JSON, parse_error
     if response.status_code >= 400:
@@ -148,8 +117,6 @@ def decode(
             "refusing to treat it as an empty result.",
             failure_type=FailureType.system_error,
         )
-    if results_where is not None and not shallow:
-        check_depth(body.get("results"), results_where)
     return body
 
 
