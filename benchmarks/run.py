@@ -31,6 +31,16 @@ CONNECTOR = os.path.join(BIN, "source-commsmining")
 REFERENCE = os.path.join(HERE, "reference_reader.py")
 PROJECT, DATASET = "acme", "collections"
 
+# The readers authenticate with a token shaped like a real one (long, mixed case) rather than the
+# emulator's all-lower-case default: the connector scans every output line for the token's
+# probes (run._MaskedStream), and a token with capitals costs it two scans, not one.
+BENCH_TOKEN = "Kq7ZtR2mXw9LbV4nHc8JpE3sYd6FgU1aTk5WoN0iMe"
+
+# Goals (issue #20): steady-state records/s of the connector / the reference reader with no added latency,
+# and 4 CM streams read at 100 ms per call / one stream.
+NO_LATENCY_GOAL = 0.85
+MULTI_STREAM_GOAL = 3.5
+
 RECORD_PATTERNS = (b'"type":"RECORD"', b'"type": "RECORD"')
 STATE_PATTERNS = (b'"type":"STATE"', b'"type": "STATE"')
 
@@ -47,7 +57,7 @@ class EmulatorProcess:
         self.comments, self.latency_ms, self.seed = comments, latency_ms, seed
         self.proc = None
         self.url = None
-        self.token = "emulator-token"
+        self.token = BENCH_TOKEN
 
     def __enter__(self):
         self._dir = tempfile.mkdtemp(prefix="cm-bench-")
@@ -63,6 +73,7 @@ class EmulatorProcess:
             time.sleep(0.05)
         with open(ready) as f:
             self.url = f.read().strip()
+        self.admin("POST", "tokens", {"token": self.token})
         return self
 
     def __exit__(self, *exc):
@@ -213,12 +224,22 @@ def compare(comments, latency_ms, repeats):
         return ordered[len(ordered) // 2]
 
     ref, con = median("reference"), median("connector")
+    for run in runs["reference"] + runs["connector"]:
+        run["cpu_ms_per_1k_records"] = round((run["cpu_user_s"] + run["cpu_sys_s"]) / max(run["records"], 1) * 1e6, 1)
     return {
         "comments": comments, "latency_ms": latency_ms, "repeats": repeats, "reference": ref, "connector": con,
         "ratio": ratio(con["records_per_s"], ref["records_per_s"]),
         "ratio_after_first_record": ratio(con["records_per_s_after_first_record"], ref["records_per_s_after_first_record"]),
         "records_per_s_each_run": {kind: [run["records_per_s"] for run in done] for kind, done in runs.items()},
         "pair_ratios": [ratio(c["records_per_s"], r["records_per_s"]) for r, c in zip(runs["reference"], runs["connector"])],
+        # Each pair's steady-state ratio: the spread says how much one run on this machine can be trusted.
+        "pair_ratios_after_first_record": [
+            ratio(c["records_per_s_after_first_record"], r["records_per_s_after_first_record"])
+            for r, c in zip(runs["reference"], runs["connector"])
+        ],
+        # CPU per record of each reader (whole process, start-up included): less sensitive to load than records/s.
+        "cpu_ms_per_1k_records": {kind: sorted(run["cpu_ms_per_1k_records"] for run in done)[len(done) // 2]
+                                  for kind, done in runs.items()},
     }
 
 
@@ -246,7 +267,7 @@ def gc_tuning(comments, repeats):
                                          median("untuned", "records_per_s_after_first_record")),
         "cpu_ms_per_1k_records": {kind: median(kind, "cpu_ms_per_1k_records") for kind in runs},
         "peak_rss_mb": {kind: median(kind, "peak_rss_mb") for kind in runs},
-        "goal": "kept only while the no-latency goal needs it (its ratio_after_first_record / gain < 0.8)",
+        "goal": "kept only while the no-latency goal needs it (its ratio_after_first_record / gain < %s)" % NO_LATENCY_GOAL,
     }
 
 
@@ -401,9 +422,9 @@ def main(argv=None):
     if "throughput" in only:
         log("== throughput, %d comments, no latency, %d pairs" % (tp_n, repeats))
         # The goals are on steady-state throughput (after the first record); start-up is reported, not a goal.
-        results["throughput_no_latency"] = dict(compare(tp_n, 0, repeats), goal="ratio_after_first_record >= 0.8")
+        results["throughput_no_latency"] = dict(compare(tp_n, 0, repeats), goal="ratio_after_first_record >= %s" % NO_LATENCY_GOAL)
         results["throughput_no_latency"]["goal_met"] = bool(
-            (results["throughput_no_latency"]["ratio_after_first_record"] or 0) >= 0.8)
+            (results["throughput_no_latency"]["ratio_after_first_record"] or 0) >= NO_LATENCY_GOAL)
         save()
 
     if "latency" in only:
@@ -428,8 +449,8 @@ def main(argv=None):
         base = runs["1"]["records_per_s"]
         scaling = {k: ratio(v["records_per_s"], base) for k, v in runs.items()}
         results["multi_stream"] = {"comments_per_stream": multi_n, "latency_ms": args.latency_ms, "parallel_streams": 4,
-                                   "runs": runs, "speedup_vs_1": scaling, "goal": "4 streams >= 3x one",
-                                   "goal_met": bool(scaling.get("4") and scaling["4"] >= 3.0)}
+                                   "runs": runs, "speedup_vs_1": scaling, "goal": "4 streams >= %sx one" % MULTI_STREAM_GOAL,
+                                   "goal_met": bool(scaling.get("4") and scaling["4"] >= MULTI_STREAM_GOAL)}
         save()
 
     if "gc" in only:
@@ -440,7 +461,7 @@ def main(argv=None):
         tuned = (results.get("throughput_no_latency") or {}).get("ratio_after_first_record")
         untuned = round(tuned / gain, 3) if tuned and gain else None
         results["gc_tuning"]["no_latency_ratio_without_it"] = untuned
-        results["gc_tuning"]["goal_met"] = bool(untuned is not None and untuned < 0.8)
+        results["gc_tuning"]["goal_met"] = bool(untuned is not None and untuned < NO_LATENCY_GOAL)
         save()
 
     if "rss" in only:
@@ -477,7 +498,10 @@ def print_summary(r):
                          "first record (goal %s) %s; pairs %s" % (
                              x["connector"]["records_per_s"], x["reference"]["records_per_s"], x["repeats"], x["ratio"],
                              x["ratio_after_first_record"], x["goal"], "OK" if x["goal_met"] else "MISSED",
-                             x["pair_ratios"])))
+                             x.get("pair_ratios_after_first_record", x["pair_ratios"]))))
+            if "cpu_ms_per_1k_records" in x:
+                rows.append(("  CPU per 1,000 records", "connector %(connector)s ms, reference %(reference)s ms (medians, "
+                             "start-up included)" % x["cpu_ms_per_1k_records"]))
             rows.append(("  start-up (not a goal)", "first RECORD after %.2f s (connector) vs %.2f s (reference), "
                          "medians' runs" % (x["connector"]["startup_s"] or 0, x["reference"]["startup_s"] or 0)))
             if "startup_floor" in x:

@@ -58,7 +58,8 @@ class _Endpoint:
     send_request's path, request_params and request_headers), with the manifest's authenticator,
     retries, timeouts and error handling. For one CM stream they never change during a sync, so
     they are rendered once per slice rather than on every call (the CDK renders every Jinja
-    template again per request: a tenth of the connector's CPU with no latency).
+    template again per request: 83k instructions per record, 12% of the connector's CPU; kept because
+    the no-latency goal needs it, benchmarks/README.md).
     """
 
     declared: HttpRequester
