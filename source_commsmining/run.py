@@ -131,7 +131,7 @@ class _MaskedStream:
     registry is applied.
     """
 
-    def __init__(self, stream: TextIO, probe: Any = None):
+    def __init__(self, stream: TextIO):
         self._stream = stream
 
     def write(self, text: str) -> int:
@@ -149,11 +149,6 @@ class _MaskedStream:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
-
-
-def _probe(token: Any) -> None:
-    """Kept for callers of masked_output: the probes now come from errors.PROBES."""
-    return None
 
 
 def _trace(message: str, internal: str, failure_type: FailureType, stack_trace: Optional[str] = None) -> str:
@@ -238,7 +233,7 @@ def _close(lines: Iterator[str]) -> None:
 
 
 @contextmanager
-def masked_output(token: Any) -> Iterator[Callable[[str], None]]:
+def masked_output() -> Iterator[Callable[[str], None]]:
     """What launch() prints through, masked: yields the function that writes one message line.
 
     As airbyte_cdk.entrypoint.launch, every line goes through the CDK's PrintBuffer, which
@@ -246,17 +241,16 @@ def masked_output(token: Any) -> Iterator[Callable[[str], None]]:
     sys.stdout, sys.stderr (which the PrintBuffer redirects to stdout) and the CDK's log handler,
     which writes to the PrintBuffer itself, all go through the mask.
     """
-    probe = _probe(token)
     with PRINT_BUFFER:
         saved = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = (_MaskedStream(stream, probe) for stream in saved)
+        sys.stdout, sys.stderr = (_MaskedStream(stream) for stream in saved)
         log_handlers = [
             handler
             for handler in logging.getLogger().handlers
             if isinstance(handler, logging.StreamHandler) and handler.stream is PRINT_BUFFER
         ]
         for handler in log_handlers:
-            handler.setStream(_MaskedStream(PRINT_BUFFER, probe))
+            handler.setStream(_MaskedStream(PRINT_BUFFER))
         try:
             yield lambda line: print(f"{line}\n", end="")
         finally:
@@ -299,7 +293,7 @@ def run(args: Optional[List[str]] = None) -> None:
     if threading.current_thread() is threading.main_thread():
         handlers = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with masked_output(token) as write:
+        with masked_output() as write:
             lines = _messages(args, config, unreadable, tune_gc=own_process)
             try:
                 for line in lines:

@@ -55,7 +55,7 @@ PROBE = textwrap.dedent(
         os.write(2, f"before={before_flush} after={after_flush}\\n".encode())
 
     # The console script's loop (run.run): each line written through masked_output, as launch() prints.
-    with masked_output("tok-SECRET-9f8e7d") as write:
+    with masked_output() as write:
         for message in generator():
             write(AirbyteEntrypoint.airbyte_message_to_string(message))
     """

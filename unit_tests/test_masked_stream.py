@@ -1,8 +1,7 @@
 """run._MaskedStream skips the mask for lines without the token's probe: that shortcut must never let a form through.
 
-A token without capitals has a single probe (its lower-case form is itself); a token with capitals keeps
-two (URL-encoded forms are registered lower-cased too). Every registered form of either kind of token,
-written inside a record-sized line, must come out masked.
+Every registered form of a token without capitals and of one with capitals (URL-encoded forms are
+registered lower-cased too), written inside a record-sized line, must come out masked.
 """
 
 import io
@@ -10,7 +9,7 @@ import io
 import pytest
 
 from source_commsmining.errors import MASK, register_secret, secret_forms
-from source_commsmining.run import _MaskedStream, _probe
+from source_commsmining.run import _MaskedStream
 
 TOKENS = ("lowercase.token-4711/abc", "MiXeD.Case+Token/Äb=9Qz")
 
@@ -19,7 +18,7 @@ TOKENS = ("lowercase.token-4711/abc", "MiXeD.Case+Token/Äb=9Qz")
 def test_every_form_of_the_token_is_masked(token):
     register_secret(token)
     out = io.StringIO()
-    stream = _MaskedStream(out, _probe(token))
+    stream = _MaskedStream(out)
     padding = "x" * 2000
     for form in sorted(secret_forms(token)):
         out.seek(0)
@@ -34,10 +33,5 @@ def test_lines_without_the_token_pass_unchanged(token):
     register_secret(token)
     out = io.StringIO()
     line = '{"type":"RECORD","record":{"data":{"subject":"Ölpreis ✓ 42"}}}\n'
-    _MaskedStream(out, _probe(token)).write(line)
+    _MaskedStream(out).write(line)
     assert out.getvalue() == line
-
-
-def test_a_token_without_capitals_is_scanned_for_once():
-    assert _MaskedStream(io.StringIO(), "lowercase")._lower is None
-    assert _MaskedStream(io.StringIO(), "MiXeD")._lower == "mixed"
