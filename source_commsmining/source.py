@@ -71,6 +71,12 @@ class SourceCommsmining(YamlDeclarativeSource):
     ) -> "SourceCommsmining":
         """This source if it was built with these arguments, else a source built with them.
 
+        Why rebuild: the CDK's declarative source builds its streams, requesters, config
+        transformations and state manager from the constructor's arguments only (its discover and
+        read use `self._config`, not the config they are passed). A caller that builds the source
+        with no arguments (the CDK's standard tests) would otherwise run on an empty config. The
+        console script builds it with the run's arguments, so there this returns `self`.
+
         `config` is either the config this source was built with (transformed, as `configure`
         returns it) or a raw one: a raw one is built into a new source, which applies the
         manifest's config transformations.

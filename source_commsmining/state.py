@@ -13,7 +13,7 @@ newest comment delivered, the watermark a reset goes back to; `batches` how many
 CM stream were emitted in all (across syncs, counted on from the cursor a sync resumed from).
 `position_confirmed: true`, only in a sync's last STATE, says that sync ended with the CM stream
 advanced exactly to this continuation and no further, so the next sync need not reset it
-(ResultsReader._resume).
+(stream_position.Positioning.resume).
 
 Why `batches`: each batch's STATE is emitted once per selected table, and a destination may commit
 one table's state and not another's. A CM stream is read once for all tables, so a sync resumes

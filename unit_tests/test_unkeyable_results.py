@@ -58,10 +58,10 @@ def test_a_result_without_its_own_continuation_is_still_delivered_and_the_batch_
 
 def test_a_server_that_ignores_the_advance_does_not_make_the_reader_loop(monkeypatch):
     """The same non-empty batch after every advance: delivered again a few times (at least once), then a warning."""
-    from source_commsmining.results_reader import STUCK_CALLS
+    from source_commsmining.stream_reading import STUCK_CALLS
 
     waits = []
-    monkeypatch.setattr("source_commsmining.results_reader.STUCK_WAITS_SECONDS", (0.01, 0.02, 0.03, 0.04))
+    monkeypatch.setattr("source_commsmining.stream_reading.STUCK_WAITS_SECONDS", (0.01, 0.02, 0.03, 0.04))
     real_wait = threading.Event.wait
 
     def wait(self, timeout=None):
