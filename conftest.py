@@ -1,5 +1,12 @@
 """Root pytest config: the CDK's standard-test fixtures and scenario parametrisation."""
 
+import os
+
+# PyAirbyte reads these once, when it is first imported (by whichever module or plugin comes first, on
+# every xdist worker): set them before anything can import it. These machines reach no registry.
+os.environ.setdefault("AIRBYTE_OFFLINE_MODE", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
 pytest_plugins = ["airbyte_cdk.test.standard_tests.pytest_hooks"]
 
 import pytest  # noqa: E402

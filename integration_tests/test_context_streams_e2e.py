@@ -11,7 +11,9 @@ from integration_tests.conftest import CLAIMS, RAW, TRIAGE, URGENT, configured_c
 
 ACME_COMMENTS = 1000  # > 256 per acme source: the export pages through several continuations
 GLOBEX_COMMENTS = 50
-ALL_STREAMS = {"sources", "stream_results", "datasets", "streams", "label_defs", "comments"}
+ALL_STREAMS = {
+    "sources", "stream_results", "stream_result_labels", "stream_result_fields", "datasets", "streams", "label_defs", "comments"
+}
 
 
 @pytest.fixture
@@ -48,7 +50,7 @@ def errors(run) -> List[Dict[str, Any]]:
     return [m["trace"]["error"] for m in run.of_type("TRACE") if m["trace"]["type"] == "ERROR"]
 
 
-def test_discover_lists_all_six_streams(emu):
+def test_discover_lists_all_eight_streams(emu):
     run = run_connector("discover", connector_config(emu))
     assert run.returncode == 0, run.stderr
     streams = {s["name"]: s for s in run.of_type("CATALOG")[0]["catalog"]["streams"]}
@@ -56,7 +58,8 @@ def test_discover_lists_all_six_streams(emu):
     assert streams["comments"]["supported_sync_modes"] == ["full_refresh", "incremental"]
     assert streams["comments"]["default_cursor_field"] == ["timestamp"]
     assert streams["comments"]["source_defined_primary_key"] == [["uid"]]
-    assert streams["stream_results"]["supported_sync_modes"] == ["incremental"]
+    for name in ("stream_results", "stream_result_labels", "stream_result_fields"):
+        assert streams[name]["supported_sync_modes"] == ["incremental"]
     for name in ("datasets", "streams", "label_defs"):
         assert streams[name]["supported_sync_modes"] == ["full_refresh"]
     assert streams["label_defs"]["source_defined_primary_key"] == [["project"], ["dataset"], ["label_group"], ["name"]]

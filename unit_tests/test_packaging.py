@@ -282,7 +282,6 @@ REQUIRED_DATA_KEYS = {
     "allowedHosts",
     "connectorBuildOptions",
     "connectorSubtype",
-    "connectorTestSuitesOptions",
     "connectorType",
     "definitionId",
     "dockerImageTag",
