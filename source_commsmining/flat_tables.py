@@ -105,6 +105,31 @@ def flat_rows(record: Mapping[str, Any], tables: Tuple[str, ...] = FLAT_TABLES) 
     skipped += odd
     label_counts: Dict[Tuple[Any, ...], int] = {}
     field_counts: Dict[Tuple[Any, ...], int] = {}
+
+    def add_field(taxonomy_name: str, field: Any, kind: str, label: Optional[str], occurrence: int, extraction: Any) -> int:
+        """Appends one `stream_result_fields` row; 1 if the field has no name (it cannot be keyed), else 0."""
+        field_name = _name(field)
+        if field_name is None:
+            return 1
+        label_key = label or ""
+        fields.append(
+            {
+                **key,
+                "taxonomy": taxonomy_name,
+                "kind": kind,
+                "label": label,
+                "label_key": label_key,
+                "occurrence": occurrence,
+                "field": field_name,
+                "field_occurrence": _numbered(field_counts, (taxonomy_name, label_key, occurrence, field_name)),
+                "value": _formatted(field.get("value")),
+                "confidence": _confidence(field.get("confidence")),
+                "extraction_confidence": extraction,
+                "created_at": created_at,
+            }
+        )
+        return 0
+
     for taxonomy in taxonomies:
         taxonomy_name = _name(taxonomy)
         if taxonomy_name is None:
@@ -139,50 +164,12 @@ def flat_rows(record: Mapping[str, Any], tables: Tuple[str, ...] = FLAT_TABLES) 
                 skipped += odd
                 extraction_confidence = _confidence(label.get("extraction_confidence"))
                 for field in extracted:
-                    field_name = _name(field)
-                    if field_name is None:
-                        skipped += 1
-                        continue
-                    fields.append(
-                        {
-                            **key,
-                            "taxonomy": taxonomy_name,
-                            "kind": "extraction",
-                            "label": name,
-                            "label_key": name,
-                            "occurrence": occurrence,
-                            "field": field_name,
-                            "field_occurrence": _numbered(field_counts, (taxonomy_name, name, occurrence, field_name)),
-                            "value": _formatted(field.get("value")),
-                            "confidence": _confidence(field.get("confidence")),
-                            "extraction_confidence": extraction_confidence,
-                            "created_at": created_at,
-                        }
-                    )
+                    skipped += add_field(taxonomy_name, field, "extraction", name, occurrence, extraction_confidence)
         if want_fields:
             general, odd = _list(taxonomy, "general_fields")
             skipped += odd
             for field in general:
-                field_name = _name(field)
-                if field_name is None:
-                    skipped += 1
-                    continue
-                fields.append(
-                    {
-                        **key,
-                        "taxonomy": taxonomy_name,
-                        "kind": "general",
-                        "label": None,
-                        "label_key": "",
-                        "occurrence": 0,
-                        "field": field_name,
-                        "field_occurrence": _numbered(field_counts, (taxonomy_name, "", 0, field_name)),
-                        "value": _formatted(field.get("value")),
-                        "confidence": _confidence(field.get("confidence")),
-                        "extraction_confidence": None,
-                        "created_at": created_at,
-                    }
-                )
+                skipped += add_field(taxonomy_name, field, "general", None, 0, None)
     return out, skipped
 
 
