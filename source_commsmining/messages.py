@@ -2,7 +2,7 @@
 
 import sys
 import time
-from typing import Any, Mapping
+from typing import Any, Dict, Mapping
 
 from airbyte_cdk.models import (
     AirbyteLogMessage,
@@ -20,7 +20,15 @@ from airbyte_cdk.models import (
 from airbyte_cdk.utils.stream_status_utils import as_airbyte_message as stream_status_message
 
 STREAM_NAME = "stream_results"
-_DESCRIPTOR = StreamDescriptor(name=STREAM_NAME)
+_DESCRIPTORS: Dict[str, StreamDescriptor] = {}
+
+
+def _descriptor(stream: str) -> StreamDescriptor:
+    """One descriptor per results table, built once (a STATE and a status per table per batch)."""
+    descriptor = _DESCRIPTORS.get(stream)
+    if descriptor is None:
+        descriptor = _DESCRIPTORS[stream] = StreamDescriptor(name=stream)
+    return descriptor
 
 
 def record(data: Mapping[str, Any], emitted_at: int, stream: str = STREAM_NAME) -> AirbyteMessage:
@@ -31,12 +39,11 @@ def record(data: Mapping[str, Any], emitted_at: int, stream: str = STREAM_NAME) 
 
 
 def state(state_dict: Mapping[str, Any], stream: str = STREAM_NAME) -> AirbyteMessage:
-    descriptor = _DESCRIPTOR if stream == STREAM_NAME else StreamDescriptor(name=stream)
     return AirbyteMessage(
         type=Type.STATE,
         state=AirbyteStateMessage(
             type=AirbyteStateType.STREAM,
-            stream=AirbyteStreamState(stream_descriptor=descriptor, stream_state=AirbyteStateBlob(state_dict)),
+            stream=AirbyteStreamState(stream_descriptor=_descriptor(stream), stream_state=AirbyteStateBlob(state_dict)),
         ),
     )
 
@@ -46,7 +53,7 @@ def log(message: str, level: Level = Level.INFO) -> AirbyteMessage:
 
 
 def status(value: AirbyteStreamStatus, stream: str = STREAM_NAME) -> AirbyteMessage:
-    return stream_status_message(_DESCRIPTOR if stream == STREAM_NAME else StreamDescriptor(name=stream), value)
+    return stream_status_message(_descriptor(stream), value)
 
 
 def now_ms() -> int:
