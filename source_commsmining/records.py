@@ -195,6 +195,14 @@ _PREDICTION_GROUPS = (
 )
 
 
+def _text_or_odd(value: Any, column: str, odd: List[str]) -> Optional[str]:
+    """A string (or null) as it is; anything else null, with `column` named in `odd`."""
+    if value is None or value.__class__ is str:
+        return value
+    odd.append(column)
+    return None
+
+
 def build_record(
     result: Mapping[str, Any],
     project: str,
@@ -215,11 +223,7 @@ def build_record(
     odd: List[str] = []
     record: Dict[str, Any] = {"uid": uid, "project": project, "dataset": dataset, "stream": stream}
     for column, key in _COMMENT_TEXT:
-        value = comment.get(key)
-        if value is not None and value.__class__ is not str:
-            value = None
-            odd.append(column)
-        record[column] = value
+        record[column] = _text_or_odd(comment.get(key), column, odd)
     messages = comment.get("messages")
     if messages is None or messages.__class__ is list:
         first = messages[0] if messages else _NO_MESSAGE
@@ -238,11 +242,7 @@ def build_record(
                 subject = None
                 odd.append("subject")
         record["subject"] = subject
-        sender = first.get("from")
-        if sender is not None and sender.__class__ is not str:
-            sender = None
-            odd.append("sender")
-        record["sender"] = sender
+        record["sender"] = _text_or_odd(first.get("from"), "sender", odd)
     record["model_version"] = None if prediction is None else model_version
     for columns, promote in _PREDICTION_GROUPS:
         try:
@@ -254,11 +254,7 @@ def build_record(
             record[column] = value
     record["comment"] = comment
     record["prediction"] = prediction
-    continuation = result.get("continuation")
-    if continuation is not None and continuation.__class__ is not str:
-        continuation = None
-        odd.append("continuation")
-    record["continuation"] = continuation
+    record["continuation"] = _text_or_odd(result.get("continuation"), "continuation", odd)
     if problems is not None and odd:
         problems.append((uid, odd))
     return record
