@@ -59,6 +59,13 @@ def error_of(result: Run) -> Optional[Dict[str, Any]]:
     return traces[-1] if traces else None
 
 
+def stream_error_of(result: Run, stream: str) -> Optional[Dict[str, Any]]:
+    """The TRACE error the CDK emitted for one declarative stream (it names the stream in stream_descriptor)."""
+    traces = [m["trace"]["error"] for m in result.of_type("TRACE") if m["trace"].get("type") == "ERROR"
+              and (m["trace"]["error"].get("stream_descriptor") or {}).get("name") == stream]
+    return traces[-1] if traces else None
+
+
 def advanced_without_state(server: MisbehavingServer, result: Run) -> List[Any]:
     """Advances the server accepted whose continuation no printed STATE carries for that stream."""
     printed = set()
@@ -278,6 +285,33 @@ def test_headers_that_trickle_a_byte_every_half_second_end_at_the_deadline():
     assert took < 2 * 2 + 15, f"took {took:.1f} s"  # deadline x tries, plus start-up and backoff
 
 
+# The declarative streams (manifest.yaml's requesters, not api.CmApi's): each route, and the stream reading it.
+DECLARATIVE_SLOW_HEADERS = {
+    "sources": ("GET /v1/sources", "/v1/sources"),
+    "comments": ("GET /_private/sources/acme/mail/comments", "/comments"),
+    "datasets": ("GET /v1/datasets", "/v1/datasets"),
+}
+
+
+@pytest.mark.parametrize("stream", sorted(DECLARATIVE_SLOW_HEADERS))
+def test_trickling_headers_on_a_declarative_stream_end_at_the_deadline(stream):
+    route, path_end = DECLARATIVE_SLOW_HEADERS[stream]
+    catalog = comments_catalog() if stream == "comments" else configured_catalog(stream)
+    with MisbehavingServer() as server:
+        server.script(route, Answer(200, header_trickle_seconds=60))
+        started = time.monotonic()
+        result = run("read", config(server), catalog, env=DEADLINE, timeout=40)
+        took = time.monotonic() - started
+        check_invariants(server, result)
+        calls = [r for r in server.requests if r.path.endswith(path_end)]
+    # The CDK ends a failed declarative stream with its own TRACE, then a summary config_error naming it.
+    error = stream_error_of(result, stream)
+    assert error is not None and error["failure_type"] == "transient_error", result.raw[-3000:]
+    assert "within 2 s" in error["message"] + (error.get("internal_message") or ""), error
+    assert len(calls) == 2  # the first try and max_retries: 1
+    assert took < 2 * 2 + 15, f"took {took:.1f} s"  # deadline x tries, plus start-up and backoff
+
+
 def test_one_stream_with_trickling_headers_does_not_keep_parallel_streams_from_ending():
     streams = [TRIAGE, {"project": "acme", "dataset": "collections", "stream": "other"}]
     with MisbehavingServer() as server:
@@ -415,3 +449,49 @@ def test_a_comment_dated_2099_never_becomes_a_cursor_that_skips_later_comments()
     assert error is None, second.raw[-3000:]
     assert exported_from and all(stamp < "2030" for stamp in exported_from), exported_from
     assert len(second.uids("comments")) == 1, "the comment after the 2099 one was skipped"
+
+
+def _comments_cursors(result: Run) -> List[str]:
+    """Every `timestamp` cursor in every comments STATE printed: per source, and the global one."""
+    cursors = []
+    for state in result.states:
+        blob = (state.get("stream") or {}).get("stream_state") or {}
+        cursors += [entry["cursor"]["timestamp"] for entry in blob.get("states", []) if "timestamp" in entry.get("cursor", {})]
+        if "timestamp" in (blob.get("state") or {}):
+            cursors.append(blob["state"]["timestamp"])
+    return cursors
+
+
+def test_a_comment_dated_2099_is_delivered_but_never_written_as_the_cursor():
+    from datetime import datetime, timedelta, timezone
+
+    from source_commsmining.comments_state import MAX_SKEW
+
+    future = "2099-01-01T00:00:00.000000Z"
+    with MisbehavingServer() as server:
+        server.script(COMMENTS_ROUTE, export("2024-01-01T00:00:00.000000Z", future))
+        first = run("read", config(server, start_date="2024-01-01T00:00:00Z"), comments_catalog())
+        finished = datetime.now(timezone.utc)
+        assert check_invariants(server, first) is None, first.raw[-3000:]
+        to_timestamps = {r.query["to_timestamp"][0] for r in server.requests if r.path.endswith("/comments")}
+        # The record is delivered, its date untouched.
+        assert sorted(r["data"]["timestamp"] for r in first.records if r["stream"] == "comments") == ["2024-01-01T00:00:00.000000Z", future]
+        cursors = _comments_cursors(first)
+        assert cursors, first.raw[-3000:]
+        assert all(c < "2030" and c <= max(to_timestamps) for c in cursors), (cursors, to_timestamps)
+        assert all(datetime.fromisoformat(c.replace("Z", "+00:00")) <= finished + MAX_SKEW for c in cursors)
+        warnings = [m["log"]["message"] for m in first.of_type("LOG") if future in m["log"]["message"]]
+        assert len(warnings) == 1 and "acme/mail" in warnings[0] and SOURCE_ID in warnings[0], warnings
+
+        # The next sync goes on from that cursor (minus the lookback), not from start_date nor from 2099.
+        state = [{"type": "STREAM", "stream": first.states[-1]["stream"]}]
+        server.reset()
+        recent = (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        server.script(COMMENTS_ROUTE, export(recent))
+        second = run("read", config(server, start_date="2024-01-01T00:00:00Z"), comments_catalog(), state=state)
+        assert check_invariants(server, second) is None, second.raw[-3000:]
+        exported_from = [r.query.get("from_timestamp", [""])[0] for r in server.requests if r.path.endswith("/comments")]
+    week_ago = (finished - timedelta(days=8)).strftime("%Y-%m-%dT%H:%M:%S")
+    assert exported_from and all(week_ago < stamp < "2030" for stamp in exported_from), exported_from
+    assert [r["data"]["timestamp"] for r in second.records if r["stream"] == "comments"] == [recent]
+    assert not [m for m in second.of_type("LOG") if "in the future" in m["log"]["message"]], "the state written was in the future"

@@ -8,15 +8,22 @@ every later sync export nothing. Here:
   received and how to clear it (as stream_results' state.py does);
 - a cursor more than MAX_SKEW past now is ignored with a warning: that source is exported again
   from `start_date` (dedup on uid absorbs what was already delivered), so nothing is skipped.
+
+And so that no sync writes such a cursor in the first place, `bound_cursor` bounds what the CDK's
+cursor observes (`CursorBound`): a comment dated past its export's `to_timestamp` (or now +
+MAX_SKEW) is delivered as it is, and the cursor takes the bound instead of its date. The CDK's
+DatetimeBasedCursor has no option for this (its end_datetime bounds the slices, not the values it
+observes), and a transformation would change the record.
 """
 
 import logging
+import threading
 from dataclasses import InitVar, dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from airbyte_cdk.sources.declarative.migrations.state_migration import StateMigration
-from airbyte_cdk.sources.types import Config
+from airbyte_cdk.sources.types import Config, Record
 
 from source_commsmining.errors import config_error
 
@@ -99,3 +106,64 @@ def _shown(value: Any) -> str:
 
 def _bad(what: str):
     return config_error(f"The state passed for the `comments` stream cannot be read: {what}. {CLEAR_COMMENTS_STATE}")
+
+
+# The slice's end (the export's to_timestamp): DatetimeBasedCursor's default partition_field_end.
+SLICE_END = "end_time"
+_CURSOR_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # the manifest's datetime_format for `comments`
+
+
+class CursorBound:
+    """The `comments` cursor's `observe`, bounded: a record's `timestamp` past min(its slice's end, now +
+    MAX_SKEW) is observed as that bound. The record itself (already queued for output) is never changed:
+    the cursor is given a copy. One warning per source names the source and the first such value."""
+
+    def __init__(self, observe: Callable[[Record], None]):
+        self._observe = observe
+        self._ends: Dict[str, Optional[datetime]] = {}
+        self._warned: set = set()
+        self._lock = threading.Lock()  # partitions of several sources are observed in parallel
+
+    def __call__(self, record: Record) -> None:
+        data = record.data
+        value = data.get(CURSOR) if isinstance(data, Mapping) else None
+        stamp = _parse(value)
+        if stamp is not None:
+            end = self._end(record.associated_slice)
+            if (end is not None and stamp > end) or stamp > datetime.now(timezone.utc) + MAX_SKEW:
+                bound = min(filter(None, (end, datetime.now(timezone.utc) + MAX_SKEW)))
+                self._warn(record, value, bound)
+                record = Record(data={**data, CURSOR: bound.strftime(_CURSOR_FORMAT)}, stream_name=record.stream_name,
+                                associated_slice=record.associated_slice)
+        self._observe(record)
+
+    def _end(self, stream_slice: Any) -> Optional[datetime]:
+        end = stream_slice.get(SLICE_END) if stream_slice is not None else None
+        if not isinstance(end, str):
+            return None
+        if end not in self._ends:
+            self._ends[end] = _parse(end)
+        return self._ends[end]
+
+    def _warn(self, record: Record, value: Any, bound: datetime) -> None:
+        data = record.data
+        source_id = (record.associated_slice or {}).get("source_id") if record.associated_slice is not None else None
+        key = source_id or f"{data.get('project')}/{data.get('source')}"
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        logging.getLogger("airbyte").warning(
+            f"comments: source {data.get('project')}/{data.get('source')} (id {source_id}) sent comment {data.get('uid')} "
+            f"dated {value}, after the end of its export ({bound.strftime(_CURSOR_FORMAT)}; the export ends at the sync's "
+            f"start, at most {MAX_SKEW} ahead of now). The comment is delivered as it is; the source's cursor is kept at "
+            "that end, not moved to the comment's date, so later syncs still export the source's new comments. Later "
+            "comments of this source dated ahead are treated the same, without another warning."
+        )
+
+
+def bound_cursor(cursor: Any) -> None:
+    """Bounds what `cursor` (the built `comments` stream's, whose `observe` the CDK calls for every record it
+    reads) takes from a record; see CursorBound. Pinned in unit_tests/test_cdk_contract.py."""
+    if not isinstance(cursor.observe, CursorBound):
+        cursor.observe = CursorBound(cursor.observe)

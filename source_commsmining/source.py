@@ -20,6 +20,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_commsmining.api import CmApi
 from source_commsmining.check import check_connection
+from source_commsmining.comments_state import bound_cursor
 from source_commsmining.config import validate_config
 from source_commsmining.errors import config_error
 from source_commsmining.flat_tables import TABLES as RESULTS_TABLES
@@ -28,6 +29,7 @@ from source_commsmining.results_reader import ResultsReader
 from source_commsmining.state import ResultsState
 
 CHECK_MAX_RETRIES = 2
+COMMENTS = "comments"
 # No state this connector (or the CDK) writes comes near this depth; deeper ones make the CDK's parsing recurse out.
 MAX_STATE_DEPTH = 64
 _TOO_DEEP = object()
@@ -127,7 +129,11 @@ class SourceCommsmining(YamlDeclarativeSource):
         source = self._for(config)
         if source is not self:
             return source.streams(source._config)
-        return super().streams(config)
+        streams = super().streams(config)
+        for stream in streams:
+            if stream.name == COMMENTS:
+                bound_cursor(stream.cursor)  # a comment dated 2099 never becomes the cursor (comments_state.py)
+        return streams
 
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         source = self._for(config)

@@ -182,6 +182,94 @@ def test_the_stream_results_requesters_send_through_the_deadline_adapter():
             assert isinstance(session.get_adapter(prefix + "acme.reinfer.io/api"), DeadlineAdapter), (name, prefix)
 
 
+def _requester_of(stream):
+    """The requester of a built declarative stream (test-only walk through the CDK's private attributes)."""
+    return stream._stream_partition_generator._partition_factory._retriever.requester
+
+
+def test_every_declarative_stream_sends_through_the_deadline_adapter():
+    """deadline_requester.DeadlineHttpRequester (the manifest's `CustomRequester`) mounts DeadlineAdapter on
+    `HttpRequester._http_client._session` after the CDK built it: the declarative streams' requests (sources,
+    comments, datasets, streams, label_defs, and the parents their partition routers read) are bounded whole."""
+    import requests
+
+    from source_commsmining.deadline_requester import DeadlineHttpRequester
+    from source_commsmining.transport import DeadlineAdapter
+
+    source = SourceCommsmining(config=config())
+    streams = source.streams(source._config)
+    assert {s.name for s in streams} >= {"sources", "comments", "datasets", "streams", "label_defs"}
+    for stream in streams:
+        requester = _requester_of(stream)
+        assert isinstance(requester, DeadlineHttpRequester), stream.name
+        session = requester._http_client._session
+        assert isinstance(session, requests.Session)
+        for prefix in ("https://", "http://"):
+            assert isinstance(session.get_adapter(prefix + "acme.reinfer.io/api"), DeadlineAdapter), (stream.name, prefix)
+
+
+def test_the_custom_requester_renders_what_the_cdks_http_requester_renders():
+    """A CustomRequester is given only the fields its class annotates, and HttpRequester takes headers, query and
+    bodies only as a built `request_options_provider`: DeadlineHttpRequester builds it as the CDK's factory does.
+    Same definition, built both ways: same URL, query, headers, method, timeouts, authenticator and error handler."""
+    from airbyte_cdk.sources.declarative.models.declarative_component_schema import CustomRequester as CustomRequesterModel
+    from airbyte_cdk.sources.declarative.models.declarative_component_schema import HttpRequester as HttpRequesterModel
+    from airbyte_cdk.sources.types import StreamSlice
+
+    source = SourceCommsmining(config=config(start_date="2024-01-01T00:00:00Z"))
+    definitions = source.resolved_manifest["definitions"]
+    cases = {
+        "sources_requester": StreamSlice(partition={}, cursor_slice={}),
+        "comments_requester": StreamSlice(
+            partition={"source_id": "s1"}, cursor_slice={"start_time": "2024-01-01T00:00:00.000000Z", "end_time": "2024-02-01T00:00:00.000000Z"},
+            extra_fields={"owner": "acme", "name": "mail"},
+        ),
+        "dataset_streams_requester": StreamSlice(partition={"dataset_id": "d1"}, cursor_slice={}, extra_fields={"owner": "acme", "name": "ds"}),
+    }
+    for name, stream_slice in cases.items():
+        custom = source._constructor.create_component(CustomRequesterModel, definitions[name], source._config, name=name)
+        plain_definition = {k: v for k, v in definitions[name].items() if k != "class_name"}
+        plain = source._constructor.create_component(HttpRequesterModel, {**plain_definition, "type": "HttpRequester"}, source._config, name=name)
+        for page_token in (None, {"next_page_token": "abc"}):
+            kwargs = dict(stream_state={}, stream_slice=stream_slice, next_page_token=page_token)
+            assert custom.get_url(**kwargs) == plain.get_url(**kwargs), name
+            assert custom.get_request_params(**kwargs) == plain.get_request_params(**kwargs), name
+            assert custom.get_request_headers(**kwargs) == plain.get_request_headers(**kwargs), name
+        assert custom.get_method() == plain.get_method()
+        assert (custom.connect_timeout_in_seconds, custom.read_timeout_in_seconds) == (15, 240)
+        assert (plain.connect_timeout_in_seconds, plain.read_timeout_in_seconds) == (15, 240)
+        assert type(custom.get_authenticator()) is type(plain.get_authenticator())
+        assert type(custom.error_handler) is type(plain.error_handler)
+        assert custom.error_handler.max_retries == plain.error_handler.max_retries
+
+
+def test_the_comments_cursor_is_bounded_where_the_cdk_observes_each_record():
+    """comments_state.bound_cursor replaces `observe` on the built `comments` stream's cursor (an instance
+    attribute): the CDK must hand each record, already queued for output, to `stream.cursor.observe`, and the
+    per-partition cursor must take the value from the record it is given (so a bounded copy bounds the state)
+    and find the export's end in the record's slice as `end_time`."""
+    import inspect
+
+    from airbyte_cdk.sources.concurrent_source.concurrent_read_processor import ConcurrentReadProcessor
+    from airbyte_cdk.sources.declarative.incremental.concurrent_partition_cursor import ConcurrentPerPartitionCursor
+    from airbyte_cdk.sources.streams.concurrent.partition_reader import PartitionReader
+
+    from source_commsmining.comments_state import SLICE_END, CursorBound
+
+    reader = inspect.getsource(PartitionReader.process_partition)
+    assert reader.index("self._queue.put(record)") < reader.index("cursor.observe(record)")
+    on_partition = inspect.getsource(ConcurrentReadProcessor.on_partition)
+    assert "cursor = self._stream_name_to_instance[stream_name].cursor" in on_partition
+    observe = inspect.getsource(ConcurrentPerPartitionCursor.observe)
+    assert "self._cursor_field.extract_value(record)" in observe and ".observe(record)" in observe
+    source = SourceCommsmining(config=config())
+    comments = next(s for s in source.streams(source._config) if s.name == "comments")
+    assert isinstance(comments.cursor, ConcurrentPerPartitionCursor)
+    assert isinstance(comments.cursor.observe, CursorBound)
+    assert SLICE_END == "end_time" and source.resolved_manifest["definitions"]["comments_stream"]["incremental_sync"].get(
+        "partition_field_end", SLICE_END) == SLICE_END
+
+
 def test_the_entrypoint_sets_up_its_secret_filter_through_the_overridable_static_method():
     """run.CommsminingEntrypoint.set_up_secret_filter leaves out tokens too short to mask; the CDK must call it."""
     import inspect
