@@ -12,7 +12,8 @@ batch, advances nothing. The body the hook read becomes the response's content (
 
 The body hook starts only once the headers are in: a server that sends its status line and then
 one header byte every half second would hold the read forever (each byte restarts the read
-timeout). `DeadlineAdapter`, mounted on the session of every requester `api.CmApi` builds, starts
+timeout). `DeadlineAdapter`, mounted on the session of every requester (the manifest's requester class,
+deadline_requester.DeadlineHttpRequester, mounts it: the declarative streams' and api.CmApi's), starts
 the same deadline *before sending* and has the watchdog shut the connection's socket if the
 headers are not in by then; the hook then bounds the body with what is left. It also caps the
 decompressed body (`MAX_BODY_BYTES`): a small gzip body can inflate to gigabytes.

@@ -167,8 +167,9 @@ def test_the_http_client_applies_the_session_auth_to_every_attempt():
 
 
 def test_the_stream_results_requesters_send_through_the_deadline_adapter():
-    """api.CmApi.from_manifest mounts transport.DeadlineAdapter on `HttpRequester._http_client._session`
-    (no public way to a requester's session): the deadline on the status line and headers depends on it."""
+    """api.CmApi.from_manifest builds the manifest's requester class (deadline_requester.DeadlineHttpRequester),
+    which mounts transport.DeadlineAdapter on `HttpRequester._http_client._session` (no public way to a
+    requester's session): the deadline on the status line and headers depends on it."""
     import requests
 
     from source_commsmining.transport import DeadlineAdapter
