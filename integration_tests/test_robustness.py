@@ -78,13 +78,16 @@ def advanced_without_state(server: MisbehavingServer, result: Run) -> List[Any]:
     return [advance for advance in server.advances if advance not in printed]
 
 
-def check_invariants(server: MisbehavingServer, result: Run, token: str = TOKEN) -> Optional[Dict[str, Any]]:
-    """The three invariants of every case; returns the TRACE error (None on success)."""
+def check_invariants(server: MisbehavingServer, result: Run, token: str = TOKEN, stream: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    """The three invariants of every case; returns the TRACE error (None on success): the last one, or with
+    `stream` (a declarative stream, which the CDK follows with a summary config_error) that stream's."""
     output = result.raw + result.stderr
     leaked = [form for form in secret_forms(token) if form in output]
     assert not leaked, f"the token leaked as {leaked}"
     assert "Traceback (most recent call last)" not in result.stderr, result.stderr[-3000:]
     error = error_of(result)
+    if stream is not None and error is not None:
+        error = stream_error_of(result, stream) or error
     assert result.returncode == 0 or error is not None, f"exit {result.returncode} without a TRACE: {result.stderr[-2000:]}"
     assert advanced_without_state(server, result) == [], "advanced past a batch that was not printed with its STATE"
     assert not server.overflowed, "the connector kept retrying past the test server's request budget"
@@ -302,10 +305,10 @@ def test_trickling_headers_on_a_declarative_stream_end_at_the_deadline(stream):
         started = time.monotonic()
         result = run("read", config(server), catalog, env=DEADLINE, timeout=40)
         took = time.monotonic() - started
-        check_invariants(server, result)
+        error = check_invariants(server, result, stream=stream)
         calls = [r for r in server.requests if r.path.endswith(path_end)]
     # The CDK ends a failed declarative stream with its own TRACE, then a summary config_error naming it.
-    error = stream_error_of(result, stream)
+    assert error == stream_error_of(result, stream)
     assert error is not None and error["failure_type"] == "transient_error", result.raw[-3000:]
     assert "within 2 s" in error["message"] + (error.get("internal_message") or ""), error
     assert len(calls) == 2  # the first try and max_retries: 1

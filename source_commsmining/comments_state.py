@@ -116,34 +116,50 @@ _CURSOR_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # the manifest's datetime_format for `
 class CursorBound:
     """The `comments` cursor's `observe`, bounded: a record's `timestamp` past min(its slice's end, now +
     MAX_SKEW) is observed as that bound. The record itself (already queued for output) is never changed:
-    the cursor is given a copy. One warning per source names the source and the first such value."""
+    the cursor is given a copy. One warning per source names the source and the first such value.
+
+    Called for every record: a value whose date is two days or more before the bound is passed on
+    after one string comparison (the UTC offsets the API may use move a time by less than a day)."""
 
     def __init__(self, observe: Callable[[Record], None]):
         self._observe = observe
-        self._ends: Dict[str, Optional[datetime]] = {}
+        self._limits: Dict[str, Any] = {}  # slice end -> (its time, the date string below which no value can pass it)
+        self._last: Any = (None, None)
         self._warned: set = set()
         self._lock = threading.Lock()  # partitions of several sources are observed in parallel
 
     def __call__(self, record: Record) -> None:
         data = record.data
-        value = data.get(CURSOR) if isinstance(data, Mapping) else None
-        stamp = _parse(value)
-        if stamp is not None:
-            end = self._end(record.associated_slice)
-            if (end is not None and stamp > end) or stamp > datetime.now(timezone.utc) + MAX_SKEW:
-                bound = min(filter(None, (end, datetime.now(timezone.utc) + MAX_SKEW)))
-                self._warn(record, value, bound)
-                record = Record(data={**data, CURSOR: bound.strftime(_CURSOR_FORMAT)}, stream_name=record.stream_name,
-                                associated_slice=record.associated_slice)
+        value = data.get(CURSOR) if type(data) is dict or isinstance(data, Mapping) else None
+        if type(value) is str:
+            stream_slice = record.associated_slice
+            last = self._last  # (slice, its limits): a partition's records come one after another
+            end, clearly_before = last[1] if last[0] is stream_slice else self._limits_of(stream_slice)
+            if value[:10] >= clearly_before:
+                stamp = _parse(value)
+                if stamp is not None:
+                    latest = datetime.now(timezone.utc) + MAX_SKEW
+                    bound = latest if end is None or end > latest else end
+                    if stamp > bound:
+                        self._warn(record, value, bound)
+                        record = Record(data={**data, CURSOR: bound.strftime(_CURSOR_FORMAT)}, stream_name=record.stream_name,
+                                        associated_slice=record.associated_slice)
         self._observe(record)
 
-    def _end(self, stream_slice: Any) -> Optional[datetime]:
-        end = stream_slice.get(SLICE_END) if stream_slice is not None else None
-        if not isinstance(end, str):
-            return None
-        if end not in self._ends:
-            self._ends[end] = _parse(end)
-        return self._ends[end]
+    def _limits_of(self, stream_slice: Any) -> Any:
+        cursor_slice = getattr(stream_slice, "cursor_slice", None) or {}
+        end_value = cursor_slice.get(SLICE_END)
+        limits = self._limits.get(end_value) if isinstance(end_value, str) else None
+        if limits is None:
+            end = _parse(end_value)
+            latest = datetime.now(timezone.utc) + MAX_SKEW
+            bound = latest if end is None or end > latest else end
+            limits = (end, (bound - timedelta(days=2)).strftime("%Y-%m-%d"))
+            if end is not None:
+                self._limits[end_value] = limits
+        if limits[0] is not None:
+            self._last = (stream_slice, limits)
+        return limits
 
     def _warn(self, record: Record, value: Any, bound: datetime) -> None:
         data = record.data
