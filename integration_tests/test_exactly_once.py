@@ -514,6 +514,7 @@ def postgres():
         yield server
 
 
+@pytest.mark.runs_long(70)
 @pytest.mark.parametrize("warehouse_kind", ["duckdb", "postgres"])
 def test_every_consumed_comment_lands_once_in_the_warehouse(warehouse_kind, request, tmp_path):
     began = time.time()

@@ -153,6 +153,7 @@ def _assert_answers_are_the_truth(cache, truth: Truth) -> Dict[str, Any]:
     return {"label-days": len(per_day), "amounts": len(amounts), "comments meeting the stream threshold": len(met)}
 
 
+@pytest.mark.runs_long(15)
 @pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
 def test_three_questions_answered_with_plain_sql_match_the_emulators_truth(warehouse, emulator, tmp_path, request):
     cache = _cache(warehouse, tmp_path, request)
@@ -173,6 +174,7 @@ def _state_json(cache, table: str) -> str:
     return _query(cache, "SELECT state_json FROM commsmining._airbyte_state WHERE stream_name = :t", t=table)[0][0]
 
 
+@pytest.mark.runs_long(20)
 @pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
 def test_a_destination_that_committed_one_tables_state_and_not_anothers_loses_nothing(warehouse, emulator, tmp_path, request):
     cache = _cache(warehouse, tmp_path, request)

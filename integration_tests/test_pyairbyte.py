@@ -14,6 +14,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 ab = pytest.importorskip("airbyte", reason="PyAirbyte is in the [demo] extra")
 
 
+@pytest.mark.runs_long(15)
 def test_sync_into_duckdb_twice_delivers_new_comments_only(emulator, tmp_path):
     source = ab.get_source(
         "source-commsmining",

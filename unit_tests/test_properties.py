@@ -235,6 +235,7 @@ def _expected_columns(result: Dict[str, Any], model_version: Any) -> Dict[str, A
 
 
 # ---------------------------------------------------------------- /results -> build_records
+@pytest.mark.runs_long(30)
 @settings(max_examples=250, **SETTINGS)
 @given(body=bodies("GetStreamResultsResponse"), model_version=st.one_of(st.none(), st.integers(1, 50)))
 def test_every_valid_results_body_gives_one_faithful_record_per_result(body, model_version):
@@ -294,6 +295,7 @@ def _mutate(body: Dict[str, Any], data) -> Dict[str, Any]:
     return body
 
 
+@pytest.mark.runs_long(30)
 @settings(max_examples=250, phases=[Phase.explicit, Phase.reuse, Phase.generate], **SETTINGS)
 @given(body=bodies("GetStreamResultsResponse"), data=st.data())
 def test_a_mutated_results_body_gives_records_with_named_empty_columns_or_a_clean_bad_response(body, data):
