@@ -22,12 +22,14 @@ from typing import Any, Dict, List, Tuple
 import pytest
 
 from commsmining_emulator import Emulator
-from integration_tests.conftest import TRIAGE, URGENT, connector_config
+from integration_tests.conftest import TRIAGE, URGENT, LazyModule, connector_config
 from integration_tests.test_warehouses import _duckdb_cache, _postgres_cache, postgres  # noqa: F401 (fixture)
 
 os.environ.setdefault("AIRBYTE_OFFLINE_MODE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-ab = pytest.importorskip("airbyte", reason="PyAirbyte is in the [demo] extra")
+ab = LazyModule("airbyte", reason="PyAirbyte is in the [demo] extra")
+# On the worker of the other PyAirbyte tests: PyAirbyte is imported there only (see LazyModule).
+pytestmark = pytest.mark.xdist_group("pyairbyte")
 from sqlalchemy import bindparam, text  # noqa: E402  (PyAirbyte's dependency)
 
 STREAMS = [TRIAGE, URGENT]

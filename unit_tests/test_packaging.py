@@ -546,3 +546,12 @@ def test_docker_image_builds_and_prints_the_spec():
         assert any(json.loads(line).get("type") == "SPEC" for line in run.stdout.splitlines() if line.startswith("{"))
     finally:
         subprocess.run([docker, "image", "rm", "-f", tag], capture_output=True, timeout=120)
+
+
+def test_this_module_runs_as_one_xdist_group(request):
+    """`make test` relies on xdist_group (one root_wheel per run, one PostgreSQL per module, PyAirbyte
+    imported on one worker): under `--dist loadgroup` each grouped test's id carries its group. A pytest
+    or pytest-xdist release that drops it (pytest 9.2 with xdist 3.8 did) fails here, not silently."""
+    if not getattr(request.config.option, "loadgroup", False):  # set on each worker by pytest-xdist
+        pytest.skip("not run under pytest-xdist --dist loadgroup")
+    assert request.node.nodeid.endswith("@packaging"), request.node.nodeid
