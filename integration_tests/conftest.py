@@ -14,7 +14,8 @@ How to write a fast test here (`make test` must stay under 6 minutes on 2 cores)
   streams), `emulator` (a fresh one per test: ~0.1 s to start and stop) when it reads
   stream_results, uploads, injects faults or counts requests.
 - A heavy module (long chaos runs, process-death tests) runs in parallel with the others under
-  pytest-xdist (`make test` runs `-n 2 --dist loadgroup`): nothing to do. Tests that bind a fixed
+  pytest-xdist (`make test` runs `-n 4 --dist loadgroup`). A test that takes over ~10 s gets
+  `@pytest.mark.runs_long(<seconds>)`, so that it starts first (root conftest.py). Tests that bind a fixed
   port or share an outside resource must run on one worker: mark them
   `@pytest.mark.xdist_group("<resource>")` (e.g. "port-18077", "pyairbyte").
 """
