@@ -18,12 +18,13 @@ AIRBYTE_INTERNAL_OPS := airbyte-internal-ops==0.132.0
 
 # The emulator is a distribution of its own (emulator/pyproject.toml): installed here for the tests,
 # the demo and the benchmarks, never by `pip install .` at the root.
-# --no-compile: pip would byte-compile every module of every dependency (~25 s of CPU); the tests
-# import a fraction of them, and Python compiles and caches those on first import.
+# Byte-compiled at install (pip's default), not on first import: where PYTHONDONTWRITEBYTECODE is
+# set (as on this project's machines), nothing compiled on import is kept, and every connector
+# process of the suite would compile the CDK again.
 $(STAMP): setup.py emulator/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-compile -e '.[tests,demo]' -e ./emulator
+	$(PY) -m pip install --quiet -e '.[tests,demo]' -e ./emulator
 	touch $(STAMP)
 
 $(BENCH_STAMP): setup.py
