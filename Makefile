@@ -14,10 +14,13 @@ QA_VENV := .venv-qa
 QA_STAMP := $(QA_VENV)/.installed
 AIRBYTE_INTERNAL_OPS := airbyte-internal-ops==0.132.0
 
-.PHONY: install test test-cdk-latest cdk-latest-venv unit integration chaos-large bench demo emulator docker-build qa clean
+.PHONY: install test test-cdk-latest cdk-latest-venv unit integration chaos-large properties-large bench demo emulator docker-build qa clean
 
 # The emulator is a distribution of its own (emulator/pyproject.toml): installed here for the tests,
 # the demo and the benchmarks, never by `pip install .` at the root.
+# Byte-compiled at install (pip's default), not on first import: where PYTHONDONTWRITEBYTECODE is
+# set (as on this project's machines), nothing compiled on import is kept, and every connector
+# process of the suite would compile the CDK again.
 $(STAMP): setup.py emulator/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -39,8 +42,10 @@ install: $(STAMP)  ## create .venv and install the package with its test and dem
 
 # Four pytest-xdist workers, even on two cores: many tests wait on subprocesses, servers and kills, and
 # a fourth worker fills those waits (measured on 2 cores: 327 s with two workers, 298 s with four).
-# Tests that share a fixed port or server are grouped (xdist_group). Speed goals live in `make bench`,
-# never in a test's time bound.
+# Tests that share a fixed port or server are grouped (xdist_group; pytest is kept below 9.2, where
+# groups are silently ignored). The long tests start first (the runs_long marker, conftest.py), so no
+# long test starts last and ends the run alone. Speed goals live in `make bench`, never in a test's
+# time bound.
 test: $(STAMP)  ## every test: unit, emulator, end-to-end, chaos (CI size), then the CDK contract on the newest CDK 7.x
 	$(PY) -m pytest -q -n 4 --dist loadgroup
 	$(MAKE) test-cdk-latest
@@ -77,6 +82,9 @@ integration: $(STAMP)
 
 chaos-large: $(STAMP)  ## the long kill/resume runs (hundreds of kills: over a large stream; end to end into DuckDB and PostgreSQL)
 	CHAOS_SCALE=large $(PY) -m pytest integration_tests/test_chaos.py integration_tests/test_exactly_once.py -v
+
+properties-large: $(STAMP)  ## the property tests of valid bodies at their full example counts (`make test` runs 30% of them)
+	PROPERTIES_SCALE=large $(PY) -m pytest unit_tests/test_properties.py -v
 
 bench: $(STAMP) $(BENCH_STAMP)  ## benchmarks; writes benchmarks/results.json
 	$(PY) benchmarks/run.py --connector $(BENCH_VENV)/bin/source-commsmining --output benchmarks/results.json

@@ -29,3 +29,21 @@ def standard_suite_emulator(request):
 
     with Emulator(seed=7, comments=100, scenario="default", port=STANDARD_SUITE_EMULATOR_PORT) as emulator:
         yield emulator
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "runs_long(seconds): a test that takes about this long on 2 cores; started first under pytest-xdist",
+    )
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The long tests first, longest first: under pytest-xdist a long test that starts last ends the
+    run alone on an otherwise idle machine. The order is the same on every worker (a stable sort of
+    one collection), as xdist requires; everything else keeps its collected order."""
+    def seconds(item) -> float:
+        mark = item.get_closest_marker("runs_long")
+        return float(mark.args[0]) if mark else 0.0
+
+    items.sort(key=lambda item: -seconds(item))

@@ -14,9 +14,10 @@ How to write a fast test here (`make test` must stay under 6 minutes on 2 cores)
   streams), `emulator` (a fresh one per test: ~0.1 s to start and stop) when it reads
   stream_results, uploads, injects faults or counts requests.
 - A heavy module (long chaos runs, process-death tests) runs in parallel with the others under
-  pytest-xdist (`make test` runs `-n 2 --dist loadgroup`): nothing to do. Tests that bind a fixed
+  pytest-xdist (`make test` runs `-n 4 --dist loadgroup`). A test that takes over ~10 s gets
+  `@pytest.mark.runs_long(<seconds>)`, so that it starts first (root conftest.py). Tests that bind a fixed
   port or share an outside resource must run on one worker: mark them
-  `@pytest.mark.xdist_group("<resource>")` (e.g. "port-18077", "postgres").
+  `@pytest.mark.xdist_group("<resource>")` (e.g. "port-18077", "pyairbyte").
 """
 
 import io
@@ -43,6 +44,24 @@ TRIAGE = {"project": "acme", "dataset": "collections", "stream": "triage"}
 RAW = {"project": "acme", "dataset": "collections", "stream": "raw"}
 URGENT = {"project": "acme", "dataset": "collections", "stream": "urgent-only"}
 CLAIMS = {"project": "globex", "dataset": "claims-ds", "stream": "claims"}
+
+
+class LazyModule:
+    """A module imported on its first attribute use, skipping the test when it is not installed.
+
+    PyAirbyte costs ~5 s of CPU to import, and every pytest-xdist worker collects every test module:
+    imported at collection, each of the four workers paid it; imported on use, only the worker that
+    runs the PyAirbyte tests (one xdist_group, "pyairbyte") does.
+    """
+
+    def __init__(self, name: str, reason: str) -> None:
+        self._name = name
+        self._reason = reason
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith(("_", "pytest")):  # what collection probes every module-level name for
+            raise AttributeError(attr)
+        return getattr(pytest.importorskip(self._name, reason=self._reason), attr)
 
 
 def connector_config(emu: Emulator, streams=(TRIAGE,), **extra: Any) -> Dict[str, Any]:

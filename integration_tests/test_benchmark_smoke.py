@@ -16,6 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.runs_long(10)
 def test_latency_section_counts_every_record_and_reports_the_startup_floor(tmp_path):
     output = tmp_path / "results.json"
     subprocess.run(

@@ -22,6 +22,7 @@ def _consumed(emu):
     return emu.consumed_uids(TRIAGE["project"], TRIAGE["dataset"], TRIAGE["stream"])
 
 
+@pytest.mark.runs_long(50)
 def test_sigkill_at_random_instants_loses_nothing():
     rng = random.Random(20261125)
     with Emulator(seed=11, comments=COMMENTS, scenario="default") as emu:
@@ -105,6 +106,7 @@ def test_a_refused_reset_warns_and_relies_on_advance():
         assert set(first.uids()[48:]) <= set(second.uids())  # the server accepted the older token
 
 
+@pytest.mark.runs_long(35)
 def test_a_flaky_server_changes_nothing():
     with Emulator(seed=9, comments=1200, scenario="default") as emu:
         for route in ("results", "advance"):

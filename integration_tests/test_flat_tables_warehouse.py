@@ -22,12 +22,14 @@ from typing import Any, Dict, List, Tuple
 import pytest
 
 from commsmining_emulator import Emulator
-from integration_tests.conftest import TRIAGE, URGENT, connector_config
+from integration_tests.conftest import TRIAGE, URGENT, LazyModule, connector_config
 from integration_tests.test_warehouses import _duckdb_cache, _postgres_cache, postgres  # noqa: F401 (fixture)
 
 os.environ.setdefault("AIRBYTE_OFFLINE_MODE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-ab = pytest.importorskip("airbyte", reason="PyAirbyte is in the [demo] extra")
+ab = LazyModule("airbyte", reason="PyAirbyte is in the [demo] extra")
+# On the worker of the other PyAirbyte tests: PyAirbyte is imported there only (see LazyModule).
+pytestmark = pytest.mark.xdist_group("pyairbyte")
 from sqlalchemy import bindparam, text  # noqa: E402  (PyAirbyte's dependency)
 
 STREAMS = [TRIAGE, URGENT]
@@ -153,6 +155,7 @@ def _assert_answers_are_the_truth(cache, truth: Truth) -> Dict[str, Any]:
     return {"label-days": len(per_day), "amounts": len(amounts), "comments meeting the stream threshold": len(met)}
 
 
+@pytest.mark.runs_long(15)
 @pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
 def test_three_questions_answered_with_plain_sql_match_the_emulators_truth(warehouse, emulator, tmp_path, request):
     cache = _cache(warehouse, tmp_path, request)
@@ -173,6 +176,7 @@ def _state_json(cache, table: str) -> str:
     return _query(cache, "SELECT state_json FROM commsmining._airbyte_state WHERE stream_name = :t", t=table)[0][0]
 
 
+@pytest.mark.runs_long(20)
 @pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
 def test_a_destination_that_committed_one_tables_state_and_not_anothers_loses_nothing(warehouse, emulator, tmp_path, request):
     cache = _cache(warehouse, tmp_path, request)

@@ -6,14 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from integration_tests.conftest import TRIAGE, connector_config
+from integration_tests.conftest import TRIAGE, LazyModule, connector_config
 
 # PyAirbyte reads these once, at import: no registry or telemetry calls from a machine without internet.
 os.environ.setdefault("AIRBYTE_OFFLINE_MODE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-ab = pytest.importorskip("airbyte", reason="PyAirbyte is in the [demo] extra")
+ab = LazyModule("airbyte", reason="PyAirbyte is in the [demo] extra")
+# On the worker of the other PyAirbyte tests: PyAirbyte is imported there only (see LazyModule).
+pytestmark = pytest.mark.xdist_group("pyairbyte")
 
 
+@pytest.mark.runs_long(15)
 def test_sync_into_duckdb_twice_delivers_new_comments_only(emulator, tmp_path):
     source = ab.get_source(
         "source-commsmining",

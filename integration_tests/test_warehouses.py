@@ -23,21 +23,22 @@ from typing import Callable, Dict, List, Tuple
 import pytest
 
 from commsmining_emulator import Emulator
-from integration_tests.conftest import TRIAGE, URGENT, connector_config
+from integration_tests.conftest import TRIAGE, URGENT, LazyModule, connector_config
 from integration_tests.postgres_server import PostgresServer
 
 os.environ.setdefault("AIRBYTE_OFFLINE_MODE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-ab = pytest.importorskip("airbyte", reason="PyAirbyte is in the [demo] extra")
-from airbyte.caches import PostgresCache  # noqa: E402
+ab = LazyModule("airbyte", reason="PyAirbyte is in the [demo] extra")
+airbyte_caches = LazyModule("airbyte.caches", reason="PyAirbyte is in the [demo] extra")
 from sqlalchemy import text  # noqa: E402  (PyAirbyte's dependency)
 
 STREAMS = [TRIAGE, URGENT]
 KEY = ["project", "dataset", "stream", "uid"]
 COMMENTS = 100  # below the first seeded re-upload (see the module docstring)
 UPLOADED = 40  # comments uploaded between the first and the second sync
-# The module-scoped PostgreSQL server is started once: the module runs on one pytest-xdist worker.
-pytestmark = pytest.mark.xdist_group("postgres")
+# The module-scoped PostgreSQL server is started once: the module runs on one pytest-xdist worker, with
+# the other PyAirbyte tests (which then import PyAirbyte on that worker only: see LazyModule).
+pytestmark = pytest.mark.xdist_group("pyairbyte")
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ def _duckdb_cache(tmp_path: Path, _postgres=None):
 
 
 def _postgres_cache(tmp_path: Path, server: PostgresServer):
-    return PostgresCache(
+    return airbyte_caches.PostgresCache(
         host=server.host, port=server.port, username=server.user, password="unused", database=server.database,
         schema_name="commsmining",
     )

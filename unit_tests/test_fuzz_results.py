@@ -149,6 +149,7 @@ def _serve_once(data: bytes):
     return mutate
 
 
+@pytest.mark.runs_long(25)
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=mutated_bodies())
 def test_a_mutated_results_body_never_loses_hangs_or_leaks(server, api_factory, data):
