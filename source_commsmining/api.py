@@ -19,7 +19,7 @@ from airbyte_cdk.sources.declarative.requesters.http_requester import HttpReques
 from airbyte_cdk.sources.types import StreamSlice
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_commsmining.envelope import BadResponse, check_depth, decode
+from source_commsmining.envelope import BadResponse, decode
 from source_commsmining.errors import describe
 
 REQUESTERS = ("sources_requester", "stream_requester", "results_requester", "advance_requester", "reset_requester")
@@ -136,7 +136,8 @@ class CmApi:
     def list_sources(self) -> Any:
         return decode(self._send("sources_requester", None), required=("sources",))["sources"]
 
-    def _context(self, cm: CmStream) -> str:
+    def context(self, cm: CmStream) -> str:
+        """Which stream, from which position: for messages about what the API returned."""
         position = self._positions.get(cm.key)
         return f"stream {cm.key}, " + (f"after continuation {position!r}" if position else "at its position when the sync started")
 
@@ -159,13 +160,11 @@ class CmApi:
         extra = None
         if at_most is not None and at_most < self._max_results:
             extra = {"max_results": max(1, at_most)}
-        context = self._context(cm)
-        body = decode(self._send("results_requester", cm.as_slice(extra), cm=cm), required=("results", "continuation"), context=context)
-        check_depth(body["results"], f"GET /results [{context}]")
-        return body
+        context = self.context(cm)
+        return decode(self._send("results_requester", cm.as_slice(extra), cm=cm), required=("results", "continuation"), context=context)
 
     def advance(self, cm: CmStream, continuation: str) -> None:
-        decode(self._send("advance_requester", cm.as_slice(), {"sequence_id": continuation}, cm), context=self._context(cm))
+        decode(self._send("advance_requester", cm.as_slice(), {"sequence_id": continuation}, cm), context=self.context(cm))
         self._positions[cm.key] = continuation
 
     def reset(self, cm: CmStream, created_at: str) -> Optional[str]:

@@ -10,7 +10,7 @@ here whatever their body says: an unexpected body must never turn a refusal into
 Every text taken from the response is masked (errors.mask): a server may echo the token.
 """
 
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import orjson
 import requests
@@ -21,9 +21,6 @@ from source_commsmining.errors import mask
 
 _SNIPPET = 120
 _NOT_JSON = object()
-# orjson parses up to 1024 levels, but a record that deep cannot be written out again (the CDK's
-# serializers stop near 255 and 1000 levels); no real comment comes near this.
-MAX_RESULT_DEPTH = 500
 
 
 class BadResponse(AirbyteTracedException):
@@ -118,49 +115,3 @@ def decode(response: Optional[requests.Response], required: Sequence[str] = (), 
             failure_type=FailureType.system_error,
         )
     return body
-
-
-def check_depth(results: Any, where: str) -> None:
-    """Refuses a batch holding a result too deeply nested to be written out as a record.
-
-    orjson.dumps stops at 255 levels, so it is a cheap first test: only a batch it refuses is walked.
-    """
-    if not isinstance(results, list):
-        return
-    try:
-        orjson.dumps(results)
-        return
-    except (orjson.JSONEncodeError, TypeError):
-        pass
-    for position, result in enumerate(results):
-        if _depth(result) > MAX_RESULT_DEPTH:
-            comment = result.get("comment") if isinstance(result, dict) else None
-            uid = comment.get("uid") if isinstance(comment, dict) else None
-            which = f"comment {uid!r} (result {position} of the batch)" if isinstance(uid, str) else f"result {position} of the batch"
-            raise BadResponse(
-                message=mask(
-                    f"The Communications Mining API returned {which} nested more than {MAX_RESULT_DEPTH} levels deep "
-                    f"for {where}; it cannot be written out as a record. The stream was not advanced past it: "
-                    "ask UiPath support to look at this comment, then sync again."
-                ),
-                failure_type=FailureType.system_error,
-            )
-
-
-def _depth(value: Any) -> int:
-    """Nesting depth of a parsed JSON value, without recursion (it may be 1024 levels deep)."""
-    deepest = 0
-    stack: list = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            children: Iterable[Any] = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, level)
-        if deepest > MAX_RESULT_DEPTH:
-            return deepest
-        stack.extend((child, level + 1) for child in children)
-    return deepest

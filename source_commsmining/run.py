@@ -252,7 +252,8 @@ def masked_output() -> Iterator[Callable[[str], None]]:
         for handler in log_handlers:
             handler.setStream(_MaskedStream(PRINT_BUFFER))
         try:
-            yield lambda line: print(f"{line}\n", end="")
+            # One write per line (print would make a second, empty one for `end`): through the mask to the PrintBuffer.
+            yield lambda line: sys.stdout.write(line + "\n")
         finally:
             sys.stdout, sys.stderr = saved
             for handler in log_handlers:

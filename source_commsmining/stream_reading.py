@@ -18,6 +18,7 @@ from source_commsmining.envelope import BadResponse
 from source_commsmining.flat_tables import batch_rows
 from source_commsmining.reading_events import Batch, Event, Log, Paused, Share
 from source_commsmining.records import build_records, describe_problems, first_few
+from source_commsmining.serialize_once import serialize_once
 from source_commsmining.state import latest_created_at
 from source_commsmining.stream_position import Positioning
 
@@ -132,6 +133,8 @@ class StreamReading:
             batch = Batch(cm, records, continuation, latest_created_at(records, untimed))
             batch.rows, unflattened = batch_rows(records, self._flat)
             repeated = _repeated_uids(records)
+            # Last, after the flat rows and the watermark were read from them: before anything of the batch is delivered.
+            serialize_once(records, lambda: f"GET /results [{api.context(cm)}]")
             if problems or untimed or unflattened or repeated:
                 yield Log(self._odd_batch(cm, batch, problems, untimed, unflattened, repeated), Level.WARN)
             yield batch
@@ -160,6 +163,8 @@ class StreamReading:
             version = int(version)  # the API's models say integer; a numeric string is read as one
         elif version.__class__ is float and version.is_integer():
             version = int(version)  # 3.0 is 3 (a JSON encoder may write a whole number so)
+        if version.__class__ is int and not -(2**63) <= version < 2**63:
+            version = str(version)  # beyond what a record column (and orjson) can hold: not a version
         if version is not None and version.__class__ is not int:
             yield Log(
                 f"stream_results {cm.key}: the stream definition's model.version is {version!r}, not a number; "
