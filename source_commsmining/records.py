@@ -32,140 +32,200 @@ class _Odd(TypeError):
     """A value of a type the API does not use where a column is promoted from."""
 
 
-def _text(value: Any) -> Optional[str]:
-    if value is None or value.__class__ is str:
-        return value
-    raise _Odd
-
-
-def _number(value: Any) -> Optional[float]:
-    if value is None or value.__class__ in _NUMBER:
-        return value
-    raise _Odd
-
-
-def _object(value: Any) -> Dict[str, Any]:
-    if value.__class__ is not dict:
-        raise _Odd
-    return value
-
-
-def _list(value: Any) -> List[Any]:
-    """A list, or [] for null/absent."""
-    if value is None:
-        return []
-    if value.__class__ is not list:
-        raise _Odd
-    return value
+# The checks below are written out (`x.__class__ is str`) rather than called as helpers: a
+# record's labels, fields and scores take a few dozen of them, and a Python call costs more than
+# the check. Each group's builder raises _Odd at the first value of an odd shape; its caller
+# leaves that group empty and names its columns.
 
 
 def _confidence(value: Any) -> Tuple[Optional[float], List[str]]:
     """(value, thresholds) of a `{value, thresholds}` confidence; a plain number (a general field's) as it is."""
     if value.__class__ is dict:
-        thresholds = _list(value.get("thresholds"))
-        for threshold in thresholds:
-            if threshold.__class__ is not str:
-                raise _Odd
-        return _number(value.get("value")), thresholds
-    return _number(value), []
-
-
-def _spans(value: Any) -> Optional[List[Any]]:
-    """text_spans as the API gives them (kept, not read: cheap); null when absent."""
-    if value is None or value.__class__ is list:
-        return value
+        thresholds = value.get("thresholds")
+        if thresholds is None:
+            thresholds = []
+        elif thresholds.__class__ is not list:
+            raise _Odd
+        else:
+            for threshold in thresholds:
+                if threshold.__class__ is not str:
+                    raise _Odd
+        value = value.get("value")
+    else:
+        thresholds = []
+    if value is None or value.__class__ is float or value.__class__ is int:
+        return value, thresholds
     raise _Odd
 
 
-def _formatted(value: Any) -> Optional[str]:
-    """`{formatted}` (the API's shape) or a plain string (older servers)."""
+def _field(field: Any) -> Tuple[str, Optional[str], Optional[List[Any]]]:
+    """(name, formatted value, text_spans) of an extracted or general field.
+
+    The value is `{formatted}` (the API's shape) or a plain string (older servers); text_spans are
+    kept as the API gives them, not read.
+    """
+    if field.__class__ is not dict:
+        raise _Odd
+    name = field.get("name")
+    if name is None:
+        name = ""
+    elif name.__class__ is not str:
+        raise _Odd
+    value = field.get("value")
     if value.__class__ is dict:
-        return _text(value.get("formatted"))
-    return _text(value)
+        value = value.get("formatted")
+    if value is not None and value.__class__ is not str:
+        raise _Odd
+    spans = field.get("text_spans")
+    if spans is not None and spans.__class__ is not list:
+        raise _Odd
+    return name, value, spans
 
 
-def _taxonomies(prediction: Any) -> List[Any]:
-    return [] if prediction is None else _list(_object(prediction).get("taxonomies"))
-
-
-def _fields(fields: Any) -> List[Dict[str, Any]]:
-    """A label occurrence's extracted fields: name, formatted value, text spans (the API gives no per-field confidence)."""
-    out = []
-    for field in _list(fields):
-        field = _object(field)
-        out.append(
-            {
-                "name": _text(field.get("name")) or "",
-                "value": _formatted(field.get("value")),
-                "text_spans": _spans(field.get("text_spans")),
-            }
-        )
-    return out
-
-
-def flatten_labels(prediction: Any) -> Tuple[List[Dict[str, Any]], List[str]]:
-    """(one entry per predicted label occurrence, each name meeting the stream threshold once).
+def _add_labels(taxonomy_name: Optional[str], source: Any, labels: List[Dict[str, Any]], stream_labels: List[str]) -> None:
+    """Appends a taxonomy's label occurrences to `labels` and each name meeting the stream threshold once to `stream_labels`.
 
     A label predicted twice in a comment (two refunds, two amounts) is two entries, each with its
-    own fields and extraction confidence; `stream_labels` names it once.
+    own fields and extraction confidence; `stream_labels` names it once. Its fields carry name,
+    formatted value and text spans (the API gives no per-field confidence).
     """
-    labels: List[Dict[str, Any]] = []
-    stream_labels: List[str] = []
-    for taxonomy in _taxonomies(prediction):
-        taxonomy = _object(taxonomy)
-        taxonomy_name = _text(taxonomy.get("name"))
-        for label in _list(taxonomy.get("labels")):
-            label = _object(label)
-            name = _text(label.get("name")) or ""
-            confidence, thresholds = _confidence(label.get("occurrence_confidence"))
-            extraction, extraction_thresholds = _confidence(label.get("extraction_confidence"))
-            meets = STREAM_THRESHOLD in thresholds
-            labels.append(
-                {
-                    "taxonomy": taxonomy_name,
-                    "name": name,
-                    "parent": name.rpartition(" > ")[0] or None,
-                    "confidence": confidence,
-                    "thresholds": thresholds,
-                    "meets_stream_threshold": meets,
-                    "extraction_confidence": extraction,
-                    "extraction_thresholds": extraction_thresholds,
-                    "fields": _fields(label.get("fields")),
-                }
-            )
-            if meets and name not in stream_labels:
-                stream_labels.append(name)
-    return labels, stream_labels
+    if source is None:
+        return
+    if source.__class__ is not list:
+        raise _Odd
+    for label in source:
+        if label.__class__ is not dict:
+            raise _Odd
+        get = label.get
+        name = get("name")
+        if name is None:
+            name = ""
+        elif name.__class__ is not str:
+            raise _Odd
+        confidence, thresholds = _confidence(get("occurrence_confidence"))
+        extraction, extraction_thresholds = _confidence(get("extraction_confidence"))
+        fields = get("fields")
+        if fields is None:
+            fields = []
+        elif fields.__class__ is not list:
+            raise _Odd
+        elif fields:
+            extracted = []
+            for field in fields:
+                field_name, value, spans = _field(field)
+                extracted.append({"name": field_name, "value": value, "text_spans": spans})
+            fields = extracted
+        else:
+            fields = []
+        meets = STREAM_THRESHOLD in thresholds
+        labels.append(
+            {
+                "taxonomy": taxonomy_name,
+                "name": name,
+                "parent": name.rpartition(" > ")[0] or None,
+                "confidence": confidence,
+                "thresholds": thresholds,
+                "meets_stream_threshold": meets,
+                "extraction_confidence": extraction,
+                "extraction_thresholds": extraction_thresholds,
+                "fields": fields,
+            }
+        )
+        if meets and name not in stream_labels:
+            stream_labels.append(name)
 
 
-def flatten_general_fields(prediction: Any) -> List[Dict[str, Any]]:
-    general_fields: List[Dict[str, Any]] = []
-    for taxonomy in _taxonomies(prediction):
-        taxonomy = _object(taxonomy)
-        taxonomy_name = _text(taxonomy.get("name"))
-        for field in _list(taxonomy.get("general_fields")):
-            field = _object(field)
-            general_fields.append(
-                {
-                    "taxonomy": taxonomy_name,
-                    "name": _text(field.get("name")) or "",
-                    "value": _formatted(field.get("value")),
-                    "confidence": _confidence(field.get("confidence"))[0],
-                    "text_spans": _spans(field.get("text_spans")),
-                }
-            )
-    return general_fields
+def _add_general_fields(taxonomy_name: Optional[str], source: Any, general_fields: List[Dict[str, Any]]) -> None:
+    if source is None:
+        return
+    if source.__class__ is not list:
+        raise _Odd
+    for field in source:
+        name, value, spans = _field(field)
+        general_fields.append(
+            {
+                "taxonomy": taxonomy_name,
+                "name": name,
+                "value": value,
+                "confidence": _confidence(field.get("confidence"))[0],
+                "text_spans": spans,
+            }
+        )
 
 
-def flatten_scores(prediction: Any) -> List[Dict[str, Any]]:
+def _scores(source: Any) -> List[Dict[str, Any]]:
     """prediction.scores[] as {name, value} (e.g. tone, quality of service); [] when absent."""
-    if prediction is None:
+    if source is None:
         return []
+    if source.__class__ is not list:
+        raise _Odd
     scores = []
-    for score in _list(_object(prediction).get("scores")):
-        score = _object(score)
-        scores.append({"name": _text(score.get("name")), "value": _number(score.get("value"))})
+    for score in source:
+        if score.__class__ is not dict:
+            raise _Odd
+        name, value = score.get("name"), score.get("value")
+        if name is not None and name.__class__ is not str:
+            raise _Odd
+        if value is not None and value.__class__ is not float and value.__class__ is not int:
+            raise _Odd
+        scores.append({"name": name, "value": value})
     return scores
+
+
+_LABEL_COLUMNS = ["labels", "stream_labels"]
+_PREDICTION_COLUMNS = ["labels", "stream_labels", "general_fields", "scores"]
+
+
+def _promote_prediction(record: Dict[str, Any], prediction: Any, odd: List[str]) -> None:
+    """Sets labels, stream_labels, general_fields and scores, walking the taxonomies once for both of their groups.
+
+    Each group on its own: a group whose source has an odd shape is left empty and its columns
+    named in `odd` (in this order), the others are still built. A taxonomy that is not an object
+    or has a name that is not a string fails both groups built from taxonomies.
+    """
+    labels: Optional[List[Dict[str, Any]]] = []
+    stream_labels: List[str] = []
+    general_fields: Optional[List[Dict[str, Any]]] = []
+    scores: Optional[List[Dict[str, Any]]] = []
+    if prediction is not None:
+        if prediction.__class__ is not dict:
+            labels = general_fields = scores = None
+        else:
+            taxonomies = prediction.get("taxonomies")
+            if taxonomies is not None and taxonomies.__class__ is not list:
+                labels = general_fields = None
+            for taxonomy in taxonomies or ():
+                name = taxonomy.get("name") if taxonomy.__class__ is dict else False
+                if name is not None and name.__class__ is not str:  # False: not an object
+                    labels = general_fields = None
+                    break
+                if labels is not None:
+                    try:
+                        _add_labels(name, taxonomy.get("labels"), labels, stream_labels)
+                    except Exception:  # noqa: BLE001 - any shape the API does not use
+                        labels = None
+                if general_fields is not None:
+                    try:
+                        _add_general_fields(name, taxonomy.get("general_fields"), general_fields)
+                    except Exception:  # noqa: BLE001
+                        general_fields = None
+            try:
+                scores = _scores(prediction.get("scores"))
+            except Exception:  # noqa: BLE001
+                scores = None
+    if labels is None:
+        labels, stream_labels = [], []
+        odd += _LABEL_COLUMNS
+    if general_fields is None:
+        general_fields = []
+        odd.append("general_fields")
+    if scores is None:
+        scores = []
+        odd.append("scores")
+    record["labels"] = labels
+    record["stream_labels"] = stream_labels
+    record["general_fields"] = general_fields
+    record["scores"] = scores
 
 
 def comment_uid(comment: Mapping[str, Any]) -> Optional[str]:
@@ -187,20 +247,6 @@ _COMMENT_TEXT = (
     ("timestamp", "timestamp"),
     ("last_modified", "last_modified"),
 )
-# Each group is promoted on its own; a group that fails is left empty and its columns named.
-_PREDICTION_GROUPS = (
-    (("labels", "stream_labels"), flatten_labels),
-    (("general_fields",), lambda prediction: (flatten_general_fields(prediction),)),
-    (("scores",), lambda prediction: (flatten_scores(prediction),)),
-)
-
-
-def _text_or_odd(value: Any, column: str, odd: List[str]) -> Optional[str]:
-    """A string (or null) as it is; anything else null, with `column` named in `odd`."""
-    if value is None or value.__class__ is str:
-        return value
-    odd.append(column)
-    return None
 
 
 def build_record(
@@ -214,17 +260,21 @@ def build_record(
 ) -> Dict[str, Any]:
     """The record of one result; a column whose source has an odd shape is null/empty and named in `problems`.
 
-    Cost (32-result batch of the emulator's `triage` stream, timeit; see the report of issue #19):
-    about 10-13 us per record, against 8 us for the former fast path alone.
+    Cost (32-result batch of the emulator's `triage` stream, records freed after): COST_NOTE
     """
     comment = result["comment"]
     prediction = result.get("prediction")
     uid = uid or comment_uid(comment)
     odd: List[str] = []
     record: Dict[str, Any] = {"uid": uid, "project": project, "dataset": dataset, "stream": stream}
+    get = comment.get
     for column, key in _COMMENT_TEXT:
-        record[column] = _text_or_odd(comment.get(key), column, odd)
-    messages = comment.get("messages")
+        value = get(key)
+        if value is not None and value.__class__ is not str:
+            value = None
+            odd.append(column)
+        record[column] = value
+    messages = get("messages")
     if messages is None or messages.__class__ is list:
         first = messages[0] if messages else _NO_MESSAGE
         record["message_count"] = None if messages is None else len(messages)
@@ -242,19 +292,20 @@ def build_record(
                 subject = None
                 odd.append("subject")
         record["subject"] = subject
-        record["sender"] = _text_or_odd(first.get("from"), "sender", odd)
+        sender = first.get("from")
+        if sender is not None and sender.__class__ is not str:
+            sender = None
+            odd.append("sender")
+        record["sender"] = sender
     record["model_version"] = None if prediction is None else model_version
-    for columns, promote in _PREDICTION_GROUPS:
-        try:
-            values = promote(prediction)
-        except Exception:  # noqa: BLE001 - any shape the API does not use
-            values = ([],) * len(columns)
-            odd += columns
-        for column, value in zip(columns, values):
-            record[column] = value
+    _promote_prediction(record, prediction, odd)
     record["comment"] = comment
     record["prediction"] = prediction
-    record["continuation"] = _text_or_odd(result.get("continuation"), "continuation", odd)
+    continuation = result.get("continuation")
+    if continuation is not None and continuation.__class__ is not str:
+        continuation = None
+        odd.append("continuation")
+    record["continuation"] = continuation
     if problems is not None and odd:
         problems.append((uid, odd))
     return record
