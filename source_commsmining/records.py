@@ -32,125 +32,150 @@ class _Odd(TypeError):
     """A value of a type the API does not use where a column is promoted from."""
 
 
-# The checks below are written out (`x.__class__ is str`) rather than called as helpers: a
-# record's labels, fields and scores take a few dozen of them, and a Python call costs more than
-# the check. Each group's builder raises _Odd at the first value of an odd shape; its caller
-# leaves that group empty and names its columns.
+# The checks below are written out (`x.__class__ is str`) rather than called as helpers: a record
+# takes a few dozen of them, and each Python call costs about a thousand instructions, more than
+# the check (build_record's cost note). Each group's builder raises _Odd at the first value of an
+# odd shape; build_record leaves that group empty and names its columns.
 
 
-def _confidence(value: Any) -> Tuple[Optional[float], List[str]]:
-    """(value, thresholds) of a `{value, thresholds}` confidence; a plain number (a general field's) as it is."""
-    if value.__class__ is dict:
-        thresholds = value.get("thresholds")
-        if thresholds is None:
-            thresholds = []
-        elif thresholds.__class__ is not list:
-            raise _Odd
-        else:
-            for threshold in thresholds:
-                if threshold.__class__ is not str:
-                    raise _Odd
-        value = value.get("value")
-    else:
-        thresholds = []
-    if value is None or value.__class__ is float or value.__class__ is int:
-        return value, thresholds
-    raise _Odd
-
-
-def _field(field: Any) -> Tuple[str, Optional[str], Optional[List[Any]]]:
-    """(name, formatted value, text_spans) of an extracted or general field.
-
-    The value is `{formatted}` (the API's shape) or a plain string (older servers); text_spans are
-    kept as the API gives them, not read.
-    """
-    if field.__class__ is not dict:
-        raise _Odd
-    name = field.get("name")
-    if name is None:
-        name = ""
-    elif name.__class__ is not str:
-        raise _Odd
-    value = field.get("value")
-    if value.__class__ is dict:
-        value = value.get("formatted")
-    if value is not None and value.__class__ is not str:
-        raise _Odd
-    spans = field.get("text_spans")
-    if spans is not None and spans.__class__ is not list:
-        raise _Odd
-    return name, value, spans
-
-
-def _add_labels(taxonomy_name: Optional[str], source: Any, labels: List[Dict[str, Any]], stream_labels: List[str]) -> None:
-    """Appends a taxonomy's label occurrences to `labels` and each name meeting the stream threshold once to `stream_labels`.
+def _labels(taxonomies: List[Any]) -> Tuple[List[Dict[str, Any]], List[str]]:
+    """(one entry per predicted label occurrence, each name meeting the stream threshold once).
 
     A label predicted twice in a comment (two refunds, two amounts) is two entries, each with its
-    own fields and extraction confidence; `stream_labels` names it once. Its fields carry name,
-    formatted value and text spans (the API gives no per-field confidence).
+    own fields and extraction confidence; `stream_labels` names it once. A confidence is
+    `{value, thresholds}`; a field's value `{formatted}` (the API's shape) or a plain string (older
+    servers); a field's text spans are kept as the API gives them, not read; the API gives no
+    per-field confidence.
     """
-    if source is None:
-        return
-    if source.__class__ is not list:
-        raise _Odd
-    for label in source:
-        if label.__class__ is not dict:
+    labels: List[Dict[str, Any]] = []
+    stream_labels: List[str] = []
+    for taxonomy in taxonomies:
+        if taxonomy.__class__ is not dict:
             raise _Odd
-        get = label.get
-        name = get("name")
-        if name is None:
-            name = ""
-        elif name.__class__ is not str:
+        taxonomy_name = taxonomy.get("name")
+        if taxonomy_name is not None and taxonomy_name.__class__ is not str:
             raise _Odd
-        confidence, thresholds = _confidence(get("occurrence_confidence"))
-        extraction, extraction_thresholds = _confidence(get("extraction_confidence"))
-        fields = get("fields")
-        if fields is None:
-            fields = []
-        elif fields.__class__ is not list:
+        source = taxonomy.get("labels")
+        if source is None:
+            continue
+        if source.__class__ is not list:
             raise _Odd
-        elif fields:
+        for label in source:
+            if label.__class__ is not dict:
+                raise _Odd
+            get = label.get
+            name = get("name")
+            if name is None:
+                name = ""
+            elif name.__class__ is not str:
+                raise _Odd
+
+            confidence, thresholds = get("occurrence_confidence"), []
+            if confidence.__class__ is dict:
+                confidence, thresholds = confidence.get("value"), confidence.get("thresholds")
+                if thresholds is None:
+                    thresholds = []
+                elif thresholds.__class__ is not list:
+                    raise _Odd
+                for threshold in thresholds:
+                    if threshold.__class__ is not str:
+                        raise _Odd
+            if confidence is not None and confidence.__class__ is not float and confidence.__class__ is not int:
+                raise _Odd
+
+            extraction, extraction_thresholds = get("extraction_confidence"), []
+            if extraction.__class__ is dict:
+                extraction, extraction_thresholds = extraction.get("value"), extraction.get("thresholds")
+                if extraction_thresholds is None:
+                    extraction_thresholds = []
+                elif extraction_thresholds.__class__ is not list:
+                    raise _Odd
+                for threshold in extraction_thresholds:
+                    if threshold.__class__ is not str:
+                        raise _Odd
+            if extraction is not None and extraction.__class__ is not float and extraction.__class__ is not int:
+                raise _Odd
+
+            fields = get("fields")
+            if fields is not None and fields.__class__ is not list:
+                raise _Odd
             extracted = []
-            for field in fields:
-                field_name, value, spans = _field(field)
+            for field in fields or ():
+                if field.__class__ is not dict:
+                    raise _Odd
+                field_name, value, spans = field.get("name"), field.get("value"), field.get("text_spans")
+                if field_name is None:
+                    field_name = ""
+                elif field_name.__class__ is not str:
+                    raise _Odd
+                if value.__class__ is dict:
+                    value = value.get("formatted")
+                if value is not None and value.__class__ is not str:
+                    raise _Odd
+                if spans is not None and spans.__class__ is not list:
+                    raise _Odd
                 extracted.append({"name": field_name, "value": value, "text_spans": spans})
-            fields = extracted
-        else:
-            fields = []
-        meets = STREAM_THRESHOLD in thresholds
-        labels.append(
-            {
-                "taxonomy": taxonomy_name,
-                "name": name,
-                "parent": name.rpartition(" > ")[0] or None,
-                "confidence": confidence,
-                "thresholds": thresholds,
-                "meets_stream_threshold": meets,
-                "extraction_confidence": extraction,
-                "extraction_thresholds": extraction_thresholds,
-                "fields": fields,
-            }
-        )
-        if meets and name not in stream_labels:
-            stream_labels.append(name)
+
+            meets = STREAM_THRESHOLD in thresholds
+            labels.append(
+                {
+                    "taxonomy": taxonomy_name,
+                    "name": name,
+                    "parent": name.rpartition(" > ")[0] or None,
+                    "confidence": confidence,
+                    "thresholds": thresholds,
+                    "meets_stream_threshold": meets,
+                    "extraction_confidence": extraction,
+                    "extraction_thresholds": extraction_thresholds,
+                    "fields": extracted,
+                }
+            )
+            if meets and name not in stream_labels:
+                stream_labels.append(name)
+    return labels, stream_labels
 
 
-def _add_general_fields(taxonomy_name: Optional[str], source: Any, general_fields: List[Dict[str, Any]]) -> None:
-    if source is None:
-        return
-    if source.__class__ is not list:
-        raise _Odd
-    for field in source:
-        name, value, spans = _field(field)
-        general_fields.append(
-            {
-                "taxonomy": taxonomy_name,
-                "name": name,
-                "value": value,
-                "confidence": _confidence(field.get("confidence"))[0],
-                "text_spans": spans,
-            }
-        )
+def _general_fields(taxonomies: List[Any]) -> List[Dict[str, Any]]:
+    """Each taxonomy's general fields; a confidence is a plain number (the API's) or `{value, thresholds}` (read too)."""
+    general_fields: List[Dict[str, Any]] = []
+    for taxonomy in taxonomies:
+        if taxonomy.__class__ is not dict:
+            raise _Odd
+        taxonomy_name = taxonomy.get("name")
+        if taxonomy_name is not None and taxonomy_name.__class__ is not str:
+            raise _Odd
+        source = taxonomy.get("general_fields")
+        if source is None:
+            continue
+        if source.__class__ is not list:
+            raise _Odd
+        for field in source:
+            if field.__class__ is not dict:
+                raise _Odd
+            get = field.get
+            name, value, confidence, spans = get("name"), get("value"), get("confidence"), get("text_spans")
+            if name is None:
+                name = ""
+            elif name.__class__ is not str:
+                raise _Odd
+            if value.__class__ is dict:
+                value = value.get("formatted")
+            if value is not None and value.__class__ is not str:
+                raise _Odd
+            if confidence.__class__ is dict:
+                thresholds = confidence.get("thresholds")
+                if thresholds is not None and thresholds.__class__ is not list:
+                    raise _Odd
+                for threshold in thresholds or ():
+                    if threshold.__class__ is not str:
+                        raise _Odd
+                confidence = confidence.get("value")
+            if confidence is not None and confidence.__class__ is not float and confidence.__class__ is not int:
+                raise _Odd
+            if spans is not None and spans.__class__ is not list:
+                raise _Odd
+            general_fields.append({"taxonomy": taxonomy_name, "name": name, "value": value, "confidence": confidence, "text_spans": spans})
+    return general_fields
 
 
 def _scores(source: Any) -> List[Dict[str, Any]]:
@@ -172,60 +197,35 @@ def _scores(source: Any) -> List[Dict[str, Any]]:
     return scores
 
 
-_LABEL_COLUMNS = ["labels", "stream_labels"]
-_PREDICTION_COLUMNS = ["labels", "stream_labels", "general_fields", "scores"]
-
-
 def _promote_prediction(record: Dict[str, Any], prediction: Any, odd: List[str]) -> None:
-    """Sets labels, stream_labels, general_fields and scores, walking the taxonomies once for both of their groups.
-
-    Each group on its own: a group whose source has an odd shape is left empty and its columns
-    named in `odd` (in this order), the others are still built. A taxonomy that is not an object
-    or has a name that is not a string fails both groups built from taxonomies.
-    """
-    labels: Optional[List[Dict[str, Any]]] = []
-    stream_labels: List[str] = []
-    general_fields: Optional[List[Dict[str, Any]]] = []
-    scores: Optional[List[Dict[str, Any]]] = []
-    if prediction is not None:
-        if prediction.__class__ is not dict:
-            labels = general_fields = scores = None
-        else:
-            taxonomies = prediction.get("taxonomies")
-            if taxonomies is not None and taxonomies.__class__ is not list:
-                labels = general_fields = None
-            for taxonomy in taxonomies or ():
-                name = taxonomy.get("name") if taxonomy.__class__ is dict else False
-                if name is not None and name.__class__ is not str:  # False: not an object
-                    labels = general_fields = None
-                    break
-                if labels is not None:
-                    try:
-                        _add_labels(name, taxonomy.get("labels"), labels, stream_labels)
-                    except Exception:  # noqa: BLE001 - any shape the API does not use
-                        labels = None
-                if general_fields is not None:
-                    try:
-                        _add_general_fields(name, taxonomy.get("general_fields"), general_fields)
-                    except Exception:  # noqa: BLE001
-                        general_fields = None
-            try:
-                scores = _scores(prediction.get("scores"))
-            except Exception:  # noqa: BLE001
-                scores = None
-    if labels is None:
-        labels, stream_labels = [], []
-        odd += _LABEL_COLUMNS
-    if general_fields is None:
-        general_fields = []
+    """Sets labels, stream_labels, general_fields and scores; a group whose source is odd is left empty and named in `odd`."""
+    if prediction is None:
+        record["labels"], record["stream_labels"], record["general_fields"], record["scores"] = [], [], [], []
+        return
+    if prediction.__class__ is not dict:
+        record["labels"], record["stream_labels"], record["general_fields"], record["scores"] = [], [], [], []
+        odd += ["labels", "stream_labels", "general_fields", "scores"]
+        return
+    taxonomies = prediction.get("taxonomies")
+    if taxonomies is None:
+        taxonomies = ()
+    elif taxonomies.__class__ is not list:
+        taxonomies = None  # fails the labels and general fields, not the scores
+    try:
+        record["labels"], record["stream_labels"] = _labels(taxonomies)
+    except Exception:  # noqa: BLE001 - any shape the API does not use
+        record["labels"], record["stream_labels"] = [], []
+        odd += ["labels", "stream_labels"]
+    try:
+        record["general_fields"] = _general_fields(taxonomies)
+    except Exception:  # noqa: BLE001
+        record["general_fields"] = []
         odd.append("general_fields")
-    if scores is None:
-        scores = []
+    try:
+        record["scores"] = _scores(prediction.get("scores"))
+    except Exception:  # noqa: BLE001
+        record["scores"] = []
         odd.append("scores")
-    record["labels"] = labels
-    record["stream_labels"] = stream_labels
-    record["general_fields"] = general_fields
-    record["scores"] = scores
 
 
 def comment_uid(comment: Mapping[str, Any]) -> Optional[str]:

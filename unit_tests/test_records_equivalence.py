@@ -59,60 +59,58 @@ def _one(build, result: Dict[str, Any], model_version: Any, uid: Optional[str]) 
     return "ok", json.dumps(record), problems, record
 
 
-# ---------------------------------------------------------------- results built slot by slot
-def _maybe(valid):
-    """Mostly the valid shape, sometimes any JSON value at all (the odd shapes a server might send)."""
-    return st.one_of(valid, valid, valid, _ANY_JSON)
-
-
+# ---------------------------------------------------------------- results built deep, then mutated
 def _object(**slots):
-    return _maybe(st.fixed_dictionaries({}, optional=slots))
+    """Mostly with every slot (so that the deep shapes are reached), sometimes with some left out."""
+    whole = st.fixed_dictionaries(slots)
+    return st.one_of(whole, whole, whole, st.fixed_dictionaries({}, optional=slots))
 
 
 def _list_of(item):
-    return _maybe(st.one_of(st.none(), st.lists(item, max_size=3)))
+    some = st.lists(item, min_size=1, max_size=2)
+    return st.one_of(some, some, some, st.none(), st.just([]))
 
 
-_NUMBERS = st.one_of(st.none(), st.integers(-3, 3), st.floats(allow_nan=False, allow_infinity=False), st.booleans())
-_TEXT = _maybe(st.one_of(st.none(), st.sampled_from(["", "a", "Claims > New", "stream"]), st.text(max_size=3)))
-_NUMBER = _maybe(_NUMBERS)
-_THRESHOLDS = _list_of(_maybe(st.sampled_from(["stream", "balanced", "high_recall"])))
-_CONFIDENCE = _maybe(st.one_of(_NUMBERS, st.fixed_dictionaries({}, optional={"value": _NUMBER, "thresholds": _THRESHOLDS})))
-_VALUE = _maybe(st.one_of(st.none(), _TEXT, st.fixed_dictionaries({}, optional={"formatted": _TEXT})))
-_SPANS = _maybe(st.one_of(st.none(), st.lists(_ANY_JSON, max_size=2)))
-_FIELD = _object(name=_TEXT, value=_VALUE, confidence=_CONFIDENCE, text_spans=_SPANS)
+def _leaf(valid):
+    """Mostly a value of the type the API uses there, sometimes any JSON value (a boolean for a number, ...)."""
+    return st.one_of(valid, valid, valid, valid, st.booleans(), _ANY_JSON)
+
+
+_TEXT = _leaf(st.one_of(st.none(), st.sampled_from(["", "a", "Claims", "Claims > New", "stream"]), st.text(max_size=3)))
+_NUMBER = _leaf(st.one_of(st.none(), st.integers(-3, 3), st.floats(allow_nan=False)))
+_THRESHOLDS = _list_of(_leaf(st.sampled_from(["stream", "balanced", "high_recall"])))
+_CONFIDENCE = st.one_of(_object(value=_NUMBER, thresholds=_THRESHOLDS), _NUMBER)
+_VALUE = st.one_of(_object(formatted=_TEXT), _TEXT)
+_FIELD = _object(name=_TEXT, value=_VALUE, confidence=_CONFIDENCE, text_spans=st.one_of(st.none(), st.lists(_ANY_JSON, max_size=2)))
 _LABEL = _object(name=_TEXT, occurrence_confidence=_CONFIDENCE, extraction_confidence=_CONFIDENCE, fields=_list_of(_FIELD))
 _TAXONOMY = _object(name=_TEXT, labels=_list_of(_LABEL), general_fields=_list_of(_FIELD))
-_PREDICTION = _maybe(st.one_of(st.none(), st.fixed_dictionaries({}, optional={"taxonomies": _list_of(_TAXONOMY), "scores": _list_of(_object(name=_TEXT, value=_NUMBER))})))
-_MESSAGE = _object(subject=_maybe(st.one_of(st.none(), st.fixed_dictionaries({}, optional={"text": _TEXT}))), **{"from": _TEXT})
+_PREDICTION = _object(taxonomies=_list_of(_TAXONOMY), scores=_list_of(_object(name=_TEXT, value=_NUMBER)))
+_MESSAGE = _object(subject=st.one_of(_object(text=_TEXT), st.none()), **{"from": _TEXT})
 _COMMENT = st.fixed_dictionaries(
-    {"uid": st.sampled_from(["s1.c1", "s1.c2"])},
-    optional={
-        "id": _TEXT,
-        "source_id": _TEXT,
-        "thread_id": _TEXT,
-        "created_at": _TEXT,
-        "timestamp": _TEXT,
-        "last_modified": _TEXT,
-        "messages": _list_of(_MESSAGE),
-    },
+    {"uid": st.sampled_from(["s1.c1", "s1.c2", ""])},  # "": keyed by source_id and id, or unkeyable
+    optional={key: _TEXT for key in ("id", "source_id", "thread_id", "created_at", "timestamp", "last_modified")}
+    | {"messages": _list_of(_MESSAGE)},
 )
-_RESULT = st.fixed_dictionaries({"comment": _COMMENT}, optional={"prediction": _PREDICTION, "continuation": _TEXT})
+_RESULT = st.fixed_dictionaries({"comment": _COMMENT}, optional={"continuation": _TEXT}).flatmap(
+    lambda result: st.one_of(_PREDICTION, _PREDICTION, _PREDICTION, st.none()).map(lambda prediction: {**result, "prediction": prediction})
+)
 
 
-@settings(max_examples=400, **SETTINGS)
-@given(results=st.lists(_RESULT, min_size=1, max_size=4), model_version=st.one_of(st.none(), st.integers(1, 9)))
-def test_results_with_any_value_in_any_slot_give_what_the_reference_gave(results, model_version):
-    _assert_same_everywhere({"results": results, "continuation": "b"}, model_version)
+@settings(max_examples=500, **SETTINGS)
+@given(results=st.lists(_RESULT, min_size=1, max_size=3), model_version=st.one_of(st.none(), st.integers(1, 9)), data=st.data())
+def test_deep_results_with_any_value_anywhere_give_what_the_reference_gave(results, model_version, data):
+    body = {"results": results, "continuation": "b"}
+    _assert_same_everywhere(body, model_version)  # as generated: odd values at the leaves only
+    _assert_same_everywhere(_mutate(body, data), model_version)  # 1-3 slots dropped, retyped or nested
 
 
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=60, **SETTINGS)
 @given(body=bodies("GetStreamResultsResponse"), model_version=st.one_of(st.none(), st.integers(1, 50)))
 def test_valid_results_bodies_give_what_the_reference_gave(body, model_version):
     _assert_same_everywhere(body, model_version)
 
 
-@settings(max_examples=250, phases=[Phase.explicit, Phase.reuse, Phase.generate], **SETTINGS)
+@settings(max_examples=100, phases=[Phase.explicit, Phase.reuse, Phase.generate], **SETTINGS)
 @given(body=bodies("GetStreamResultsResponse"), data=st.data())
 def test_mutated_results_bodies_give_what_the_reference_gave(body, data):
     _assert_same_everywhere(_mutate(body, data), 7)
