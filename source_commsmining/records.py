@@ -22,7 +22,6 @@ from airbyte_cdk.models import FailureType
 from source_commsmining.envelope import BadResponse
 
 STREAM_THRESHOLD = "stream"
-_NUMBER = (int, float)
 _NO_MESSAGE: Dict[str, Any] = {}
 # How many (uid, columns) a batch warning names before it only counts.
 _NAMED_IN_WARNING = 5
