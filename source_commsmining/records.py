@@ -37,7 +37,7 @@ class _Odd(TypeError):
 # odd shape; build_record leaves that group empty and names its columns.
 
 
-def _labels(taxonomies: List[Any]) -> Tuple[List[Dict[str, Any]], List[str]]:
+def _labels(taxonomies: Any) -> Tuple[List[Dict[str, Any]], List[str]]:
     """(one entry per predicted label occurrence, each name meeting the stream threshold once).
 
     A label predicted twice in a comment (two refunds, two amounts) is two entries, each with its
@@ -48,6 +48,10 @@ def _labels(taxonomies: List[Any]) -> Tuple[List[Dict[str, Any]], List[str]]:
     """
     labels: List[Dict[str, Any]] = []
     stream_labels: List[str] = []
+    if taxonomies is None:
+        return labels, stream_labels
+    if taxonomies.__class__ is not list:
+        raise _Odd
     for taxonomy in taxonomies:
         if taxonomy.__class__ is not dict:
             raise _Odd
@@ -134,9 +138,13 @@ def _labels(taxonomies: List[Any]) -> Tuple[List[Dict[str, Any]], List[str]]:
     return labels, stream_labels
 
 
-def _general_fields(taxonomies: List[Any]) -> List[Dict[str, Any]]:
+def _general_fields(taxonomies: Any) -> List[Dict[str, Any]]:
     """Each taxonomy's general fields; a confidence is a plain number (the API's) or `{value, thresholds}` (read too)."""
     general_fields: List[Dict[str, Any]] = []
+    if taxonomies is None:
+        return general_fields
+    if taxonomies.__class__ is not list:
+        raise _Odd
     for taxonomy in taxonomies:
         if taxonomy.__class__ is not dict:
             raise _Odd
@@ -205,11 +213,7 @@ def _promote_prediction(record: Dict[str, Any], prediction: Any, odd: List[str])
         record["labels"], record["stream_labels"], record["general_fields"], record["scores"] = [], [], [], []
         odd += ["labels", "stream_labels", "general_fields", "scores"]
         return
-    taxonomies = prediction.get("taxonomies")
-    if taxonomies is None:
-        taxonomies = ()
-    elif taxonomies.__class__ is not list:
-        taxonomies = None  # fails the labels and general fields, not the scores
+    taxonomies = prediction.get("taxonomies")  # an odd one fails the labels and the general fields, not the scores
     try:
         record["labels"], record["stream_labels"] = _labels(taxonomies)
     except Exception:  # noqa: BLE001 - any shape the API does not use
