@@ -309,7 +309,7 @@ def latest_created_at(records: Iterable[Mapping[str, Any]], untimed: Optional[Li
         value = record.get("created_at")
         if value is None:
             continue
-        at = instant(value)
+        at = instant(value, cached=False)  # each record's own time: met once
         if at is None:
             if untimed is not None:
                 untimed.append((record.get("uid"), value))

@@ -19,15 +19,16 @@ def parse_timestamp(value: str) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
-def instant(value: Any) -> Optional[datetime]:
+def instant(value: Any, cached: bool = True) -> Optional[datetime]:
     """The time a `created_at` (from the API or a state) stands for; None when it is not one.
 
     A value that is not a time (`"yesterday"`, year 0, an integer) must never become a watermark:
-    a reset to it fails, and comparing it with a real one raises.
+    a reset to it fails, and comparing it with a real one raises. `cached=False` for a value met
+    once (a record's `created_at`): a cache miss and eviction cost more than the parse itself.
     """
     if value.__class__ is not str or not value:
         return None
     try:
-        return parse_timestamp(value)
+        return parse_timestamp(value) if cached else parse_timestamp.__wrapped__(value)
     except (ValueError, TypeError, OverflowError):
         return None
