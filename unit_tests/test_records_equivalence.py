@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from source_commsmining import records as new
 from unit_tests import _records_reference as old
-from unit_tests.test_properties import _ANY_JSON, _mutate, bodies
+from unit_tests.test_properties import _ANY_JSON, _mutate, bodies, examples
 
 SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck), database=None)
 WHERE = ("acme", "collections", "triage")
@@ -96,7 +96,7 @@ _RESULT = st.fixed_dictionaries({"comment": _COMMENT}, optional={"continuation":
 )
 
 
-@settings(max_examples=500, **SETTINGS)
+@settings(max_examples=examples(500), **SETTINGS)  # CI: 150 (PROPERTIES_SCALE=large: 500)
 @given(results=st.lists(_RESULT, min_size=1, max_size=3), model_version=st.one_of(st.none(), st.integers(1, 9)), data=st.data())
 def test_deep_results_with_any_value_anywhere_give_what_the_reference_gave(results, model_version, data):
     body = {"results": results, "continuation": "b"}
@@ -104,13 +104,13 @@ def test_deep_results_with_any_value_anywhere_give_what_the_reference_gave(resul
     _assert_same_everywhere(_mutate(body, data), model_version)  # 1-3 slots dropped, retyped or nested
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=examples(60), **SETTINGS)
 @given(body=bodies("GetStreamResultsResponse"), model_version=st.one_of(st.none(), st.integers(1, 50)))
 def test_valid_results_bodies_give_what_the_reference_gave(body, model_version):
     _assert_same_everywhere(body, model_version)
 
 
-@settings(max_examples=100, phases=[Phase.explicit, Phase.reuse, Phase.generate], **SETTINGS)
+@settings(max_examples=examples(100), phases=[Phase.explicit, Phase.reuse, Phase.generate], **SETTINGS)
 @given(body=bodies("GetStreamResultsResponse"), data=st.data())
 def test_mutated_results_bodies_give_what_the_reference_gave(body, data):
     _assert_same_everywhere(_mutate(body, data), 7)
