@@ -155,14 +155,21 @@ def _assert_answers_are_the_truth(cache, truth: Truth) -> Dict[str, Any]:
     return {"label-days": len(per_day), "amounts": len(amounts), "comments meeting the stream threshold": len(met)}
 
 
-@pytest.mark.runs_long(15)
+def _state_json(cache, table: str) -> str:
+    return _query(cache, "SELECT state_json FROM commsmining._airbyte_state WHERE stream_name = :t", t=table)[0][0]
+
+
+@pytest.mark.runs_long(25)
 @pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
-def test_three_questions_answered_with_plain_sql_match_the_emulators_truth(warehouse, emulator, tmp_path, request):
+def test_three_questions_in_plain_sql_then_a_mixed_state_resume_match_the_emulators_truth(warehouse, emulator, tmp_path, request):
+    """One source, three syncs: the three questions are asked after the first sync (as a user would
+    after a first sync), then sync 2, a lost commit of one table, and sync 3 (the per-table state)."""
     cache = _cache(warehouse, tmp_path, request)
     source = _source(emulator)
     declared = {c.stream.name: [p[0] for p in c.primary_key] for c in source.configured_catalog.streams}
     assert declared["stream_result_labels"] == ["project", "dataset", "stream", "uid", "taxonomy", "label", "occurrence"]
 
+    # Sync 1: the three questions, answered with plain SQL, against the truth.
     source.read(cache=cache)
     truth = Truth(_served(emulator))
     rows = _row_counts(cache)
@@ -170,18 +177,6 @@ def test_three_questions_answered_with_plain_sql_match_the_emulators_truth(wareh
     assert _distinct_keys(cache, source) == rows, "a primary key merges two different rows"
     answers = _assert_answers_are_the_truth(cache, truth)
     print(f"\n{warehouse}: rows {json.dumps(rows)} (truth {json.dumps(truth.rows)}); answers {json.dumps(answers)}")
-
-
-def _state_json(cache, table: str) -> str:
-    return _query(cache, "SELECT state_json FROM commsmining._airbyte_state WHERE stream_name = :t", t=table)[0][0]
-
-
-@pytest.mark.runs_long(20)
-@pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
-def test_a_destination_that_committed_one_tables_state_and_not_anothers_loses_nothing(warehouse, emulator, tmp_path, request):
-    cache = _cache(warehouse, tmp_path, request)
-    source = _source(emulator)
-    source.read(cache=cache)
     committed_labels_state = _state_json(cache, "stream_result_labels")
 
     uploaded = emulator.upload("acme", "inbox", UPLOADED)
