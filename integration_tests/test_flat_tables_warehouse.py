@@ -14,21 +14,18 @@ oldest committed state, so every table ends holding the truth.
 
 import json
 import os
-import sys
 from collections import Counter
-from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import pytest
 
 from commsmining_emulator import Emulator
-from integration_tests.conftest import TRIAGE, URGENT, LazyModule, connector_config
+from integration_tests.conftest import TRIAGE, URGENT, connector_config
 from integration_tests.test_warehouses import _duckdb_cache, _postgres_cache, postgres  # noqa: F401 (fixture)
 
 os.environ.setdefault("AIRBYTE_OFFLINE_MODE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-ab = LazyModule("airbyte", reason="PyAirbyte is in the [demo] extra")
-# On the worker of the other PyAirbyte tests: PyAirbyte is imported there only (see LazyModule).
+# On the worker of the other PyAirbyte tests: PyAirbyte is imported there only (see LazyModule), and one Source (conftest.pyairbyte_source) serves them all.
 pytestmark = pytest.mark.xdist_group("pyairbyte")
 from sqlalchemy import bindparam, text  # noqa: E402  (PyAirbyte's dependency)
 
@@ -78,13 +75,8 @@ def _cache(warehouse, tmp_path, request):
     return _duckdb_cache(tmp_path)
 
 
-def _source(emulator):
-    return ab.get_source(
-        "source-commsmining",
-        config=connector_config(emulator, streams=STREAMS, max_filtered=1024),
-        local_executable=str(Path(sys.executable).parent / "source-commsmining"),
-        streams=TABLES,
-    )
+def _source(emulator, pyairbyte_source):
+    return pyairbyte_source(connector_config(emulator, streams=STREAMS, max_filtered=1024), TABLES)
 
 
 def _served(emulator) -> Dict[Tuple[str, str], Dict[str, Any]]:
@@ -161,11 +153,11 @@ def _state_json(cache, table: str) -> str:
 
 @pytest.mark.runs_long(25)
 @pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
-def test_three_questions_in_plain_sql_then_a_mixed_state_resume_match_the_emulators_truth(warehouse, emulator, tmp_path, request):
+def test_three_questions_in_plain_sql_then_a_mixed_state_resume_match_the_emulators_truth(warehouse, emulator, tmp_path, request, pyairbyte_source):
     """One source, three syncs: the three questions are asked after the first sync (as a user would
     after a first sync), then sync 2, a lost commit of one table, and sync 3 (the per-table state)."""
     cache = _cache(warehouse, tmp_path, request)
-    source = _source(emulator)
+    source = _source(emulator, pyairbyte_source)
     declared = {c.stream.name: [p[0] for p in c.primary_key] for c in source.configured_catalog.streams}
     assert declared["stream_result_labels"] == ["project", "dataset", "stream", "uid", "taxonomy", "label", "occurrence"]
 
