@@ -3,7 +3,7 @@
 The API token never reaches stdout or stderr (in any form, in any verb, with or without
 `--debug`, whatever the server echoes back); SIGINT and SIGTERM end with the state flushed, a
 TRACE, a non-zero exit and no file holding the token left behind; a state Airbyte would silently
-ignore is refused with a message.
+ignore is refused with a message (in-process: that case is not about the process).
 """
 
 import json
@@ -17,7 +17,7 @@ from typing import List
 import pytest
 
 from commsmining_emulator import Emulator, Fault
-from integration_tests.conftest import CONNECTOR, TRIAGE, _env, _parse, _write_files, configured_catalog, connector_config
+from integration_tests.conftest import CONNECTOR, TRIAGE, _env, _parse, _write_files, configured_catalog, connector_config, run_connector
 from source_commsmining.errors import secret_forms
 
 pytestmark = pytest.mark.e2e
@@ -124,9 +124,10 @@ def test_an_interrupted_sync_ends_like_a_failure(tmp_path, signum):
     ],
     ids=["dict", "LEGACY", "typeless"],
 )
-def test_a_state_airbyte_would_ignore_is_refused_with_what_to_do(tmp_path, emulator, state, words):
-    result = _run(tmp_path, "read", config=connector_config(emulator), catalog=configured_catalog("stream_results"), state=state)
-    messages = _parse(result.stdout)
+def test_a_state_airbyte_would_ignore_is_refused_with_what_to_do(emulator, state, words):
+    """In-process (conftest.run_connector, the console script's own function): nothing here is about the process."""
+    result = run_connector("read", config=connector_config(emulator), catalog=configured_catalog("stream_results"), state=state)
+    messages = result.messages
     assert result.returncode != 0
     assert not any(m["type"] == "RECORD" for m in messages)
     error = next(m["trace"]["error"] for m in messages if m["type"] == "TRACE")
