@@ -136,15 +136,20 @@ def _kill(pid: Optional[int]) -> bool:
 
 
 class ForkServer:
-    """`exactly_once_driver.py` running: forks one PyAirbyte process per sync (see its docstring)."""
+    """`exactly_once_driver.py` running: forks one PyAirbyte process per sync (see its docstring).
 
-    def __init__(self, config: dict, cache_spec: dict, tmp: Path) -> None:
+    One per module (both warehouses): PyAirbyte's import, `spec` and `discover` are paid once.
+    `use(config, cache_spec)` says what the next syncs read from and write to."""
+
+    def __init__(self, config: dict, tmp: Path) -> None:
         config_path = tmp / "config.json"
         config_path.write_text(json.dumps(config))
+        self._tmp = tmp
+        self._job: Optional[Path] = None
         self.log_path = tmp / "driver.log"
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "integration_tests.exactly_once_driver", str(config_path), json.dumps(cache_spec)],
+            [sys.executable, "-m", "integration_tests.exactly_once_driver", str(config_path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, bufsize=1,
             cwd=str(Path(__file__).resolve().parent.parent),
         )
@@ -173,11 +178,15 @@ class ForkServer:
         with self._cond:
             self._cond.notify_all()
 
+    def use(self, config: dict, cache_spec: dict) -> None:
+        self._job = self._tmp / f"job-{cache_spec['kind']}.json"
+        self._job.write_text(json.dumps({"config": config, "cache": cache_spec}))
+
     def sync(self) -> int:
         """Starts one sync in a new process; returns its pid."""
         with self._cond:
             count = len(self._started)
-            self.proc.stdin.write("sync\n")
+            self.proc.stdin.write(f"sync {self._job}\n")
             self.proc.stdin.flush()
             self._cond.wait_for(lambda: len(self._started) > count, timeout=30)
             return self._started[count]
@@ -525,9 +534,21 @@ def postgres():
         yield server
 
 
+@pytest.fixture(scope="module")
+def fork_server(tmp_path_factory):
+    """The PyAirbyte fork server of both warehouses' runs (they share the "exactly-once" xdist_group).
+
+    Its config serves `spec` and `discover` only (no request is sent): each run gives its own."""
+    tmp = tmp_path_factory.mktemp("exactly-once-driver")
+    driver = ForkServer({"api_endpoint": "http://127.0.0.1:9", "api_token": "spec-and-discover-only-" + "0" * 32, "streams": STREAMS}, tmp)
+    yield driver
+    driver.close()
+
+
 @pytest.mark.runs_long(70)
+@pytest.mark.xdist_group("exactly-once")
 @pytest.mark.parametrize("warehouse_kind", ["duckdb", "postgres"])
-def test_every_consumed_comment_lands_once_in_the_warehouse(warehouse_kind, request, tmp_path):
+def test_every_consumed_comment_lands_once_in_the_warehouse(warehouse_kind, request, tmp_path, fork_server):
     began = time.time()
     seed = 20261203 + (1 if warehouse_kind == "postgres" else 0)
     rng = random.Random(seed)
@@ -536,24 +557,22 @@ def test_every_consumed_comment_lands_once_in_the_warehouse(warehouse_kind, requ
     with GatedEmulator(seed=13, comments=60, scenario="default") as emu:
         emu.set_latency(3)
         config = connector_config(emu, streams=STREAMS, max_results=BATCH, max_filtered=1024)
-        driver = ForkServer(config, warehouse.spec, tmp_path)
-        try:
-            scenario = Scenario(emu, driver, warehouse, rng)
-            for step in _plan(rng):
-                if step == "random":
-                    scenario.random_round()
-                elif step in KINDS:
-                    for _ in range(ONE_OF_EACH_TRIES):
-                        scenario.random_round(step)
-                        if scenario.kills.get(step):
-                            break
-                else:
-                    getattr(scenario, step)()
-            emu.clear_faults()
-            scenario.clean_sync("final clean sync")
-            figures = scenario.compare()
-        finally:
-            driver.close()
+        driver = fork_server
+        driver.use(config, warehouse.spec)
+        scenario = Scenario(emu, driver, warehouse, rng)
+        for step in _plan(rng):
+            if step == "random":
+                scenario.random_round()
+            elif step in KINDS:
+                for _ in range(ONE_OF_EACH_TRIES):
+                    scenario.random_round(step)
+                    if scenario.kills.get(step):
+                        break
+            else:
+                getattr(scenario, step)()
+        emu.clear_faults()
+        scenario.clean_sync("final clean sync")
+        figures = scenario.compare()
     figures.update({
         "warehouse": warehouse_kind, "seed": seed, "scale": "large" if LARGE else "ci", "rounds": len(scenario.rounds),
         "kills": scenario.kills, "missed_kills": scenario.missed_kills, "failed_syncs": scenario.failed_syncs,
