@@ -66,16 +66,8 @@ def test_a_non_ascii_token_is_masked_in_debug_logs_of_every_verb(tmp_path, comma
     assert not _leaks(NON_ASCII_TOKEN, result.stdout, result.stderr)
 
 
-def test_a_non_ascii_token_is_masked_in_a_successful_debug_read(tmp_path):
-    with Emulator(seed=7, comments=50) as emu:
-        emu.add_token(NON_ASCII_TOKEN)
-        result = _run(
-            tmp_path, "read", "--debug",
-            config=connector_config(emu, api_token=NON_ASCII_TOKEN), catalog=configured_catalog("stream_results"),
-        )
-    assert result.returncode == 0, result.stdout[-2000:]
-    assert len([m for m in _parse(result.stdout) if m["type"] == "RECORD"]) == 50
-    assert not _leaks(NON_ASCII_TOKEN, result.stdout, result.stderr)
+# A successful --debug read with a non-ASCII (Latin-1) token, `sources` and `stream_results`, as a
+# process: test_robustness.py::test_a_latin1_token_is_masked_in_the_debug_log_in_every_form.
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -124,6 +124,7 @@ def test_a_latin1_token_is_masked_in_the_debug_log_in_every_form():
         error = check_invariants(server, result, token)
         assert error is None, error
         assert any(r.authorization.endswith("-secret-77") for r in server.requests)
+        assert [r for r in result.records if r["stream"] == "stream_results"], "the read must deliver records"
 
 
 @pytest.mark.parametrize("command", ["check", "discover", "read"])
