@@ -515,9 +515,12 @@ def _plan(rng: random.Random) -> List[str]:
 
     At CI size, no random kinds: each kill kind once, between the deterministic paths (random
     rounds left a kind out of a warehouse's run: the PostgreSQL run had no `source` kill). Each is
-    tried again (ONE_OF_EACH_TRIES) if its kill instant did not come; the instants stay random."""
+    tried again (ONE_OF_EACH_TRIES) if its kill instant did not come; the instants stay random.
+    `driver_read` and `source` come after the orphan race, whose last sync committed a state: so
+    each kill has a committed state to go back to (first_sync_killed and lost_state_row kill
+    PyAirbyte mid-read without one); `driver_commit` kills the commit of a sync without state."""
     if not LARGE:
-        return ["first_sync_killed", "driver_read", "lost_state_row", "driver_commit", "orphan_race", "source"]
+        return ["first_sync_killed", "driver_commit", "orphan_race", "driver_read", "source", "lost_state_row"]
     plan = ["first_sync_killed"]
     for n in range(RANDOM_ROUNDS):
         plan.append("random")
