@@ -253,3 +253,25 @@ def shared_emulator():
     """
     with Emulator(seed=7, comments=300, scenario="default") as emu:
         yield emu
+
+
+@pytest.fixture(scope="session")
+def pyairbyte_source():
+    """`configure(config, streams)`: the session's one PyAirbyte Source, given a test's config and streams.
+
+    PyAirbyte runs the connector's `spec` (to validate a config) and `discover` once per Source and
+    keeps both: one Source per test paid two connector processes (~5 s of CPU on 2 cores) each time.
+    `set_config` and `select_streams` are PyAirbyte's own way to point a Source at another config.
+    The catalog does not depend on the config (discover sends no request and lists every stream
+    whatever `streams` holds), so the first discover serves every test. The tests using it share the
+    "pyairbyte" xdist_group, so one worker pays for it once.
+    """
+    ab = pytest.importorskip("airbyte", reason="PyAirbyte is in the [demo] extra")
+    source = ab.get_source("source-commsmining", local_executable=CONNECTOR)
+
+    def configure(config: Dict[str, Any], streams: List[str]):
+        source.set_config(config)  # validated against the spec PyAirbyte fetched once
+        source.select_streams(streams)
+        return source
+
+    return configure

@@ -2,10 +2,14 @@
 destination side of `test_exactly_once.py`, which kills a sync's process with SIGKILL, or kills the
 connector under it.
 
-    python -m integration_tests.exactly_once_driver CONFIG_JSON_PATH CACHE_JSON
+    python -m integration_tests.exactly_once_driver CONFIG_JSON_PATH
 
-CACHE_JSON is {"kind": "duckdb", "path": ..., "schema": ...} or {"kind": "postgres", "host": ...,
-"port": ..., "user": ..., "database": ..., "schema": ...}.
+then `sync JOB_JSON_PATH` lines on stdin. CONFIG_JSON_PATH is a connector config for `spec` and
+`discover` only (discover sends no request, and the catalog does not depend on the config); a JOB
+is {"config": <the connector config of this sync>, "cache": CACHE}, where CACHE is {"kind": "duckdb",
+"path": ..., "schema": ...} or {"kind": "postgres", "host": ..., "port": ..., "user": ...,
+"database": ..., "schema": ...}. So one fork server serves both warehouses' runs, each with its
+own emulator.
 
 Why a fork server: importing PyAirbyte and its `spec`/`discover` calls cost 10-30 s on a loaded
 2-core machine, more than a whole round. This process pays that once, then, for each `sync` line on
@@ -40,9 +44,10 @@ def make_cache(spec: dict):
     )
 
 
-def _sync(source, cache_spec: dict) -> int:
-    cache = make_cache(cache_spec)
+def _sync(source, job: dict) -> int:
     try:
+        source.set_config(job["config"])  # validated against the spec fetched before the fork
+        cache = make_cache(job["cache"])
         result = source.read(cache=cache)
     except Exception as e:  # noqa: BLE001  (the test reads the exit code; the reason goes to stderr)
         print(f"[{os.getpid()}] sync failed: {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
@@ -51,17 +56,17 @@ def _sync(source, cache_spec: dict) -> int:
     return 0
 
 
-def _child(source, cache_spec: dict) -> None:
+def _child(source, job: dict) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # PyAirbyte's progress display must not reach the fork server's protocol
     try:
-        code = _sync(source, cache_spec)
+        code = _sync(source, job)
     finally:
         sys.stderr.flush()
     os._exit(code)
 
 
-def serve(config_path: str, cache_json: str) -> None:
+def serve(config_path: str) -> None:
     source = ab.get_source(
         "source-commsmining",
         config=json.loads(Path(config_path).read_text()),
@@ -71,7 +76,6 @@ def serve(config_path: str, cache_json: str) -> None:
     # Pay for `spec` and `discover` once, before any fork: each child inherits them.
     source.validate_config()
     source.get_configured_catalog()
-    cache_spec = json.loads(cache_json)
     lock = threading.Lock()
     live = threading.Semaphore(0)
 
@@ -89,16 +93,18 @@ def serve(config_path: str, cache_json: str) -> None:
     threading.Thread(target=reap, daemon=True).start()
     say("ready")
     for line in sys.stdin:
-        if line.strip() != "sync":
+        words = line.split()
+        if len(words) != 2 or words[0] != "sync":
             break
+        job = json.loads(Path(words[1]).read_text())
         with lock:  # no fork while the reaper thread writes
             pid = os.fork()
             if pid == 0:
-                _child(source, cache_spec)
+                _child(source, job)
             sys.stdout.write(f"started {pid}\n")
             sys.stdout.flush()
         live.release()
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], sys.argv[2])
+    serve(sys.argv[1])

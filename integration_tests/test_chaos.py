@@ -1,6 +1,6 @@
 """Delivery guarantees under kills, destination failures and a flaky server.
 
-Size: CI runs a modest stream and a couple of dozen kills; `make chaos-large` (CHAOS_SCALE=large)
+Size: CI runs a modest stream and a dozen kills; `make chaos-large` (CHAOS_SCALE=large)
 runs hundreds of kills over a much larger stream.
 """
 
@@ -14,7 +14,10 @@ from integration_tests.conftest import TRIAGE, configured_catalog, connector_con
 
 LARGE = os.environ.get("CHAOS_SCALE") == "large"
 COMMENTS = 20000 if LARGE else 3000
-KILLS = 200 if LARGE else 24
+# CI: 12 kills (was 24): each checks the same invariant after the kill (every consumed comment was
+# printed before a STATE) and the duplicates it caused; end to end, test_exactly_once.py kills the
+# connector and PyAirbyte at each kind of instant in both warehouses. `make chaos-large`: 200.
+KILLS = 200 if LARGE else 12
 CATALOG = configured_catalog("stream_results")
 
 
@@ -22,7 +25,7 @@ def _consumed(emu):
     return emu.consumed_uids(TRIAGE["project"], TRIAGE["dataset"], TRIAGE["stream"])
 
 
-@pytest.mark.runs_long(50)
+@pytest.mark.runs_long(30)
 def test_sigkill_at_random_instants_loses_nothing():
     rng = random.Random(20261125)
     with Emulator(seed=11, comments=COMMENTS, scenario="default") as emu:

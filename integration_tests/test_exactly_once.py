@@ -33,8 +33,9 @@ consumed (advanced past): 0 missing, 0 extra. PyAirbyte does not deduplicate wit
 duplicate rows are counted, not failed. A missing comment is charged to the round that first
 advanced past it. Figures go to the JSON file named by EXACTLY_ONCE_TABLE (one line per run).
 
-Size: CI runs a handful of random rounds per warehouse; `make chaos-large` (CHAOS_SCALE=large)
-runs hundreds of kills, with the deterministic paths repeated.
+Size: CI runs each kill kind once per warehouse (no `clean` round: the deterministic paths and
+the final sync are clean syncs), between the three deterministic paths; `make chaos-large`
+(CHAOS_SCALE=large) runs hundreds of random rounds, with the deterministic paths repeated.
 """
 
 import bisect
@@ -62,9 +63,9 @@ if importlib.util.find_spec("airbyte") is None:  # the driver imports it, in its
     pytest.skip("PyAirbyte is in the [demo] extra", allow_module_level=True)
 
 LARGE = os.environ.get("CHAOS_SCALE") == "large"
-RANDOM_ROUNDS = 300 if LARGE else 4
+RANDOM_ROUNDS = 300  # CHAOS_SCALE=large only (see _plan)
 # Large runs repeat the three deterministic paths every this many random rounds.
-PATHS_EVERY = 50 if LARGE else RANDOM_ROUNDS
+PATHS_EVERY = 50
 STREAMS = [TRIAGE, URGENT]
 BATCH = 10
 GATED_SECONDS = 91.0  # a hang fault this long lasts until the test opens the gate (GatedEmulator)
@@ -73,6 +74,7 @@ SYNC_TIMEOUT = 120.0
 ORPHAN_GRACE = 10.0  # an orphan still alive after this is killed by the test (and counted)
 KINDS = ("driver_read", "driver_commit", "source", "clean")
 WEIGHTS = (4, 2, 3, 1)
+ONE_OF_EACH_TRIES = 4  # CI size: rounds of one kill kind until its kill came (see _plan)
 
 
 class GatedEmulator(Emulator):
@@ -134,15 +136,20 @@ def _kill(pid: Optional[int]) -> bool:
 
 
 class ForkServer:
-    """`exactly_once_driver.py` running: forks one PyAirbyte process per sync (see its docstring)."""
+    """`exactly_once_driver.py` running: forks one PyAirbyte process per sync (see its docstring).
 
-    def __init__(self, config: dict, cache_spec: dict, tmp: Path) -> None:
+    One per module (both warehouses): PyAirbyte's import, `spec` and `discover` are paid once.
+    `use(config, cache_spec)` says what the next syncs read from and write to."""
+
+    def __init__(self, config: dict, tmp: Path) -> None:
         config_path = tmp / "config.json"
         config_path.write_text(json.dumps(config))
+        self._tmp = tmp
+        self._job: Optional[Path] = None
         self.log_path = tmp / "driver.log"
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "integration_tests.exactly_once_driver", str(config_path), json.dumps(cache_spec)],
+            [sys.executable, "-m", "integration_tests.exactly_once_driver", str(config_path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, bufsize=1,
             cwd=str(Path(__file__).resolve().parent.parent),
         )
@@ -171,11 +178,15 @@ class ForkServer:
         with self._cond:
             self._cond.notify_all()
 
+    def use(self, config: dict, cache_spec: dict) -> None:
+        self._job = self._tmp / f"job-{cache_spec['kind']}.json"
+        self._job.write_text(json.dumps({"config": config, "cache": cache_spec}))
+
     def sync(self) -> int:
         """Starts one sync in a new process; returns its pid."""
         with self._cond:
             count = len(self._started)
-            self.proc.stdin.write("sync\n")
+            self.proc.stdin.write(f"sync {self._job}\n")
             self.proc.stdin.flush()
             self._cond.wait_for(lambda: len(self._started) > count, timeout=30)
             return self._started[count]
@@ -277,6 +288,7 @@ class Scenario:
         self.orphan_lifetimes: List[float] = []
         self.orphans_killed_by_test = 0
         self.lost_state_rows = 0
+        self.commit_window = 0.4  # driver_commit kills at a random instant this long after the connector ended
         self.race_log: List[dict] = []  # triage's resets and advances around the last orphan race
 
     # -- helpers
@@ -359,7 +371,7 @@ class Scenario:
             # after the connector ended: PyAirbyte is writing the rows and the state, or has
             while connector and _alive(connector) and self.driver.exit_code(pid) is None:
                 time.sleep(0.002)
-            time.sleep(self.rng.uniform(0, 0.4))
+            time.sleep(self.rng.uniform(0, self.commit_window))
             hit = self.driver.exit_code(pid) is None and _kill(pid)
         else:
             target = start + self.rng.randint(min(min_advances, self._batches_ahead()), self._batches_ahead())
@@ -394,9 +406,10 @@ class Scenario:
         self.killed_sync("first_sync_killed", min_advances=2)
         self._end_round("first_sync_killed")
 
-    def random_round(self) -> None:
+    def random_round(self, kind: Optional[str] = None) -> None:
+        """One round of `kind`, or of a kind the RNG picks."""
         self._begin_round()
-        kind = self.rng.choices(KINDS, WEIGHTS)[0]
+        kind = kind or self.rng.choices(KINDS, WEIGHTS)[0]
         self._upload()
         if kind == "clean":
             self.clean_sync("clean round")
@@ -499,7 +512,16 @@ class Scenario:
 
 
 def _plan(rng: random.Random) -> List[str]:
-    """First sync killed; then random rounds, with the two other deterministic paths among them."""
+    """First sync killed; then random rounds, with the two other deterministic paths among them.
+
+    At CI size, no random kinds: each kill kind once, between the deterministic paths (random
+    rounds left a kind out of a warehouse's run: the PostgreSQL run had no `source` kill). Each is
+    tried again (ONE_OF_EACH_TRIES) if its kill instant did not come; the instants stay random.
+    `driver_read` and `source` come after the orphan race, whose last sync committed a state: so
+    each kill has a committed state to go back to (first_sync_killed and lost_state_row kill
+    PyAirbyte mid-read without one); `driver_commit` kills the commit of a sync without state."""
+    if not LARGE:
+        return ["first_sync_killed", "driver_commit", "orphan_race", "driver_read", "source", "lost_state_row"]
     plan = ["first_sync_killed"]
     for n in range(RANDOM_ROUNDS):
         plan.append("random")
@@ -516,9 +538,21 @@ def postgres():
         yield server
 
 
+@pytest.fixture(scope="module")
+def fork_server(tmp_path_factory):
+    """The PyAirbyte fork server of both warehouses' runs (they share the "exactly-once" xdist_group).
+
+    Its config serves `spec` and `discover` only (no request is sent): each run gives its own."""
+    tmp = tmp_path_factory.mktemp("exactly-once-driver")
+    driver = ForkServer({"api_endpoint": "http://127.0.0.1:9", "api_token": "spec-and-discover-only-" + "0" * 32, "streams": STREAMS}, tmp)
+    yield driver
+    driver.close()
+
+
 @pytest.mark.runs_long(70)
+@pytest.mark.xdist_group("exactly-once")
 @pytest.mark.parametrize("warehouse_kind", ["duckdb", "postgres"])
-def test_every_consumed_comment_lands_once_in_the_warehouse(warehouse_kind, request, tmp_path):
+def test_every_consumed_comment_lands_once_in_the_warehouse(warehouse_kind, request, tmp_path, fork_server):
     began = time.time()
     seed = 20261203 + (1 if warehouse_kind == "postgres" else 0)
     rng = random.Random(seed)
@@ -527,19 +561,24 @@ def test_every_consumed_comment_lands_once_in_the_warehouse(warehouse_kind, requ
     with GatedEmulator(seed=13, comments=60, scenario="default") as emu:
         emu.set_latency(3)
         config = connector_config(emu, streams=STREAMS, max_results=BATCH, max_filtered=1024)
-        driver = ForkServer(config, warehouse.spec, tmp_path)
-        try:
-            scenario = Scenario(emu, driver, warehouse, rng)
-            for step in _plan(rng):
-                if step == "random":
-                    scenario.random_round()
-                else:
-                    getattr(scenario, step)()
-            emu.clear_faults()
-            scenario.clean_sync("final clean sync")
-            figures = scenario.compare()
-        finally:
-            driver.close()
+        driver = fork_server
+        driver.use(config, warehouse.spec)
+        scenario = Scenario(emu, driver, warehouse, rng)
+        for step in _plan(rng):
+            if step == "random":
+                scenario.random_round()
+            elif step in KINDS:
+                for attempt in range(ONE_OF_EACH_TRIES):
+                    # a commit that ended before the kill instant: a shorter window for the next try
+                    scenario.commit_window = 0.4 / 2 ** attempt
+                    scenario.random_round(step)
+                    if scenario.kills.get(step):
+                        break
+            else:
+                getattr(scenario, step)()
+        emu.clear_faults()
+        scenario.clean_sync("final clean sync")
+        figures = scenario.compare()
     figures.update({
         "warehouse": warehouse_kind, "seed": seed, "scale": "large" if LARGE else "ci", "rounds": len(scenario.rounds),
         "kills": scenario.kills, "missed_kills": scenario.missed_kills, "failed_syncs": scenario.failed_syncs,
@@ -559,3 +598,5 @@ def test_every_consumed_comment_lands_once_in_the_warehouse(warehouse_kind, requ
     assert all(figures["drained"].values()), figures["drained"]
     assert scenario.kills.get("first_sync_killed") and scenario.kills.get("lost_state_row") and scenario.kills.get("orphan_race"), scenario.kills
     assert sum(scenario.kills.values()) >= (len(scenario.rounds) * 2) // 3, (scenario.kills, scenario.missed_kills)
+    if not LARGE:  # every kind of kill, in each warehouse's run
+        assert all(scenario.kills.get(kind) for kind in KINDS if kind != "clean"), (scenario.kills, scenario.missed_kills)

@@ -14,21 +14,18 @@ oldest committed state, so every table ends holding the truth.
 
 import json
 import os
-import sys
 from collections import Counter
-from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import pytest
 
 from commsmining_emulator import Emulator
-from integration_tests.conftest import TRIAGE, URGENT, LazyModule, connector_config
+from integration_tests.conftest import TRIAGE, URGENT, connector_config
 from integration_tests.test_warehouses import _duckdb_cache, _postgres_cache, postgres  # noqa: F401 (fixture)
 
 os.environ.setdefault("AIRBYTE_OFFLINE_MODE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-ab = LazyModule("airbyte", reason="PyAirbyte is in the [demo] extra")
-# On the worker of the other PyAirbyte tests: PyAirbyte is imported there only (see LazyModule).
+# On the worker of the other PyAirbyte tests: PyAirbyte is imported there only (see LazyModule), and one Source (conftest.pyairbyte_source) serves them all.
 pytestmark = pytest.mark.xdist_group("pyairbyte")
 from sqlalchemy import bindparam, text  # noqa: E402  (PyAirbyte's dependency)
 
@@ -78,13 +75,8 @@ def _cache(warehouse, tmp_path, request):
     return _duckdb_cache(tmp_path)
 
 
-def _source(emulator):
-    return ab.get_source(
-        "source-commsmining",
-        config=connector_config(emulator, streams=STREAMS, max_filtered=1024),
-        local_executable=str(Path(sys.executable).parent / "source-commsmining"),
-        streams=TABLES,
-    )
+def _source(emulator, pyairbyte_source):
+    return pyairbyte_source(connector_config(emulator, streams=STREAMS, max_filtered=1024), TABLES)
 
 
 def _served(emulator) -> Dict[Tuple[str, str], Dict[str, Any]]:
@@ -155,14 +147,21 @@ def _assert_answers_are_the_truth(cache, truth: Truth) -> Dict[str, Any]:
     return {"label-days": len(per_day), "amounts": len(amounts), "comments meeting the stream threshold": len(met)}
 
 
-@pytest.mark.runs_long(15)
+def _state_json(cache, table: str) -> str:
+    return _query(cache, "SELECT state_json FROM commsmining._airbyte_state WHERE stream_name = :t", t=table)[0][0]
+
+
+@pytest.mark.runs_long(25)
 @pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
-def test_three_questions_answered_with_plain_sql_match_the_emulators_truth(warehouse, emulator, tmp_path, request):
+def test_three_questions_in_plain_sql_then_a_mixed_state_resume_match_the_emulators_truth(warehouse, emulator, tmp_path, request, pyairbyte_source):
+    """One source, three syncs: the three questions are asked after the first sync (as a user would
+    after a first sync), then sync 2, a lost commit of one table, and sync 3 (the per-table state)."""
     cache = _cache(warehouse, tmp_path, request)
-    source = _source(emulator)
+    source = _source(emulator, pyairbyte_source)
     declared = {c.stream.name: [p[0] for p in c.primary_key] for c in source.configured_catalog.streams}
     assert declared["stream_result_labels"] == ["project", "dataset", "stream", "uid", "taxonomy", "label", "occurrence"]
 
+    # Sync 1: the three questions, answered with plain SQL, against the truth.
     source.read(cache=cache)
     truth = Truth(_served(emulator))
     rows = _row_counts(cache)
@@ -170,18 +169,6 @@ def test_three_questions_answered_with_plain_sql_match_the_emulators_truth(wareh
     assert _distinct_keys(cache, source) == rows, "a primary key merges two different rows"
     answers = _assert_answers_are_the_truth(cache, truth)
     print(f"\n{warehouse}: rows {json.dumps(rows)} (truth {json.dumps(truth.rows)}); answers {json.dumps(answers)}")
-
-
-def _state_json(cache, table: str) -> str:
-    return _query(cache, "SELECT state_json FROM commsmining._airbyte_state WHERE stream_name = :t", t=table)[0][0]
-
-
-@pytest.mark.runs_long(20)
-@pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
-def test_a_destination_that_committed_one_tables_state_and_not_anothers_loses_nothing(warehouse, emulator, tmp_path, request):
-    cache = _cache(warehouse, tmp_path, request)
-    source = _source(emulator)
-    source.read(cache=cache)
     committed_labels_state = _state_json(cache, "stream_result_labels")
 
     uploaded = emulator.upload("acme", "inbox", UPLOADED)

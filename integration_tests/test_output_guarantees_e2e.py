@@ -3,7 +3,7 @@
 The API token never reaches stdout or stderr (in any form, in any verb, with or without
 `--debug`, whatever the server echoes back); SIGINT and SIGTERM end with the state flushed, a
 TRACE, a non-zero exit and no file holding the token left behind; a state Airbyte would silently
-ignore is refused with a message.
+ignore is refused with a message (in-process: that case is not about the process).
 """
 
 import json
@@ -17,7 +17,7 @@ from typing import List
 import pytest
 
 from commsmining_emulator import Emulator, Fault
-from integration_tests.conftest import CONNECTOR, TRIAGE, _env, _parse, _write_files, configured_catalog, connector_config
+from integration_tests.conftest import CONNECTOR, TRIAGE, _env, _parse, _write_files, configured_catalog, connector_config, run_connector
 from source_commsmining.errors import secret_forms
 
 pytestmark = pytest.mark.e2e
@@ -66,16 +66,8 @@ def test_a_non_ascii_token_is_masked_in_debug_logs_of_every_verb(tmp_path, comma
     assert not _leaks(NON_ASCII_TOKEN, result.stdout, result.stderr)
 
 
-def test_a_non_ascii_token_is_masked_in_a_successful_debug_read(tmp_path):
-    with Emulator(seed=7, comments=50) as emu:
-        emu.add_token(NON_ASCII_TOKEN)
-        result = _run(
-            tmp_path, "read", "--debug",
-            config=connector_config(emu, api_token=NON_ASCII_TOKEN), catalog=configured_catalog("stream_results"),
-        )
-    assert result.returncode == 0, result.stdout[-2000:]
-    assert len([m for m in _parse(result.stdout) if m["type"] == "RECORD"]) == 50
-    assert not _leaks(NON_ASCII_TOKEN, result.stdout, result.stderr)
+# A successful --debug read with a non-ASCII (Latin-1) token, `sources` and `stream_results`, as a
+# process: test_robustness.py::test_a_latin1_token_is_masked_in_the_debug_log_in_every_form.
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -124,9 +116,10 @@ def test_an_interrupted_sync_ends_like_a_failure(tmp_path, signum):
     ],
     ids=["dict", "LEGACY", "typeless"],
 )
-def test_a_state_airbyte_would_ignore_is_refused_with_what_to_do(tmp_path, emulator, state, words):
-    result = _run(tmp_path, "read", config=connector_config(emulator), catalog=configured_catalog("stream_results"), state=state)
-    messages = _parse(result.stdout)
+def test_a_state_airbyte_would_ignore_is_refused_with_what_to_do(emulator, state, words):
+    """In-process (conftest.run_connector, the console script's own function): nothing here is about the process."""
+    result = run_connector("read", config=connector_config(emulator), catalog=configured_catalog("stream_results"), state=state)
+    messages = result.messages
     assert result.returncode != 0
     assert not any(m["type"] == "RECORD" for m in messages)
     error = next(m["trace"]["error"] for m in messages if m["type"] == "TRACE")

@@ -1,8 +1,6 @@
 """PyAirbyte: the connector as a local executable, synced into a DuckDB cache, twice."""
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -12,18 +10,13 @@ from integration_tests.conftest import TRIAGE, LazyModule, connector_config
 os.environ.setdefault("AIRBYTE_OFFLINE_MODE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 ab = LazyModule("airbyte", reason="PyAirbyte is in the [demo] extra")
-# On the worker of the other PyAirbyte tests: PyAirbyte is imported there only (see LazyModule).
+# On the worker of the other PyAirbyte tests: PyAirbyte is imported there only (see LazyModule), and one Source (conftest.pyairbyte_source) serves them all.
 pytestmark = pytest.mark.xdist_group("pyairbyte")
 
 
 @pytest.mark.runs_long(15)
-def test_sync_into_duckdb_twice_delivers_new_comments_only(emulator, tmp_path):
-    source = ab.get_source(
-        "source-commsmining",
-        config=connector_config(emulator, streams=[TRIAGE]),
-        local_executable=str(Path(sys.executable).parent / "source-commsmining"),
-        streams=["sources", "stream_results"],
-    )
+def test_sync_into_duckdb_twice_delivers_new_comments_only(emulator, tmp_path, pyairbyte_source):
+    source = pyairbyte_source(connector_config(emulator, streams=[TRIAGE]), ["sources", "stream_results"])
     cache = ab.DuckDBCache(db_path=str(tmp_path / "sync.duckdb"), schema_name="commsmining")
     first = source.read(cache=cache)
     assert len(first["sources"]) >= 2

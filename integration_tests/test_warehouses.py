@@ -16,7 +16,6 @@ re-upload (index 110), and the re-upload comes between syncs.
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
@@ -37,7 +36,7 @@ KEY = ["project", "dataset", "stream", "uid"]
 COMMENTS = 100  # below the first seeded re-upload (see the module docstring)
 UPLOADED = 40  # comments uploaded between the first and the second sync
 # The module-scoped PostgreSQL server is started once: the module runs on one pytest-xdist worker, with
-# the other PyAirbyte tests (which then import PyAirbyte on that worker only: see LazyModule).
+# the other PyAirbyte tests (which then import PyAirbyte on that worker only: see LazyModule, and share one Source: conftest.pyairbyte_source).
 pytestmark = pytest.mark.xdist_group("pyairbyte")
 
 
@@ -132,15 +131,10 @@ def _assert_rows_are_the_truth(rows, truth: Dict[str, List[str]]) -> None:
 
 
 @pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
-def test_overlapping_streams_into_a_warehouse_twice_with_a_redelivery(warehouse, emulator, tmp_path, request):
+def test_overlapping_streams_into_a_warehouse_twice_with_a_redelivery(warehouse, emulator, tmp_path, request, pyairbyte_source):
     server = request.getfixturevalue("postgres") if warehouse == "postgres" else None
     cache = (_postgres_cache if warehouse == "postgres" else _duckdb_cache)(tmp_path, server)
-    source = ab.get_source(
-        "source-commsmining",
-        config=connector_config(emulator, streams=STREAMS, max_filtered=1024),
-        local_executable=str(Path(sys.executable).parent / "source-commsmining"),
-        streams=["stream_results"],
-    )
+    source = pyairbyte_source(connector_config(emulator, streams=STREAMS, max_filtered=1024), ["stream_results"])
     declared = [path[0] for path in source.configured_catalog.streams[0].primary_key]
 
     # Sync 1: everything in both streams.
