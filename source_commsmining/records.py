@@ -11,12 +11,12 @@ null (or empty) and named in `problems`, which the reader logs once per batch.
 
 One implementation, not a fast path plus a careful one. Its checks are written out in each group
 builder rather than in one small helper per value: a Python call costs about 1k instructions, and
-the per-value helpers made this module ~30% dearer (143k against 101k instructions per record on
+the per-value helpers made this module ~30% dearer (143k against 107k instructions per record on
 a 32-result batch of the emulator's `triage` stream; see `build_record`'s note).
 unit_tests/test_records_equivalence.py holds it to the helper-per-value version's output.
 """
 
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from airbyte_cdk.models import FailureType
 
@@ -38,6 +38,29 @@ class _Odd(TypeError):
 # odd shape; build_record leaves that group empty and names its columns.
 
 
+def _entries(taxonomies: Any, key: str) -> Iterator[Tuple[Optional[str], Dict[str, Any]]]:
+    """(taxonomy name, entry) for each object in each taxonomy's `key` list; _Odd for any other shape on the way."""
+    if taxonomies is None:
+        return
+    if taxonomies.__class__ is not list:
+        raise _Odd
+    for taxonomy in taxonomies:
+        if taxonomy.__class__ is not dict:
+            raise _Odd
+        taxonomy_name = taxonomy.get("name")
+        if taxonomy_name is not None and taxonomy_name.__class__ is not str:
+            raise _Odd
+        entries = taxonomy.get(key)
+        if entries is None:
+            continue
+        if entries.__class__ is not list:
+            raise _Odd
+        for entry in entries:
+            if entry.__class__ is not dict:
+                raise _Odd
+            yield taxonomy_name, entry
+
+
 def _labels(taxonomies: Any) -> Tuple[List[Dict[str, Any]], List[str]]:
     """(one entry per predicted label occurrence, each name meeting the stream threshold once).
 
@@ -49,140 +72,106 @@ def _labels(taxonomies: Any) -> Tuple[List[Dict[str, Any]], List[str]]:
     """
     labels: List[Dict[str, Any]] = []
     stream_labels: List[str] = []
-    if taxonomies is None:
-        return labels, stream_labels
-    if taxonomies.__class__ is not list:
-        raise _Odd
-    for taxonomy in taxonomies:
-        if taxonomy.__class__ is not dict:
+    for taxonomy_name, label in _entries(taxonomies, "labels"):
+        get = label.get
+        name = get("name")
+        if name is None:
+            name = ""
+        elif name.__class__ is not str:
             raise _Odd
-        taxonomy_name = taxonomy.get("name")
-        if taxonomy_name is not None and taxonomy_name.__class__ is not str:
+
+        confidence, thresholds = get("occurrence_confidence"), []
+        if confidence.__class__ is dict:
+            confidence, thresholds = confidence.get("value"), confidence.get("thresholds")
+            if thresholds is None:
+                thresholds = []
+            elif thresholds.__class__ is not list:
+                raise _Odd
+            for threshold in thresholds:
+                if threshold.__class__ is not str:
+                    raise _Odd
+        if confidence is not None and confidence.__class__ is not float and confidence.__class__ is not int:
             raise _Odd
-        source = taxonomy.get("labels")
-        if source is None:
-            continue
-        if source.__class__ is not list:
+
+        extraction, extraction_thresholds = get("extraction_confidence"), []
+        if extraction.__class__ is dict:
+            extraction, extraction_thresholds = extraction.get("value"), extraction.get("thresholds")
+            if extraction_thresholds is None:
+                extraction_thresholds = []
+            elif extraction_thresholds.__class__ is not list:
+                raise _Odd
+            for threshold in extraction_thresholds:
+                if threshold.__class__ is not str:
+                    raise _Odd
+        if extraction is not None and extraction.__class__ is not float and extraction.__class__ is not int:
             raise _Odd
-        for label in source:
-            if label.__class__ is not dict:
-                raise _Odd
-            get = label.get
-            name = get("name")
-            if name is None:
-                name = ""
-            elif name.__class__ is not str:
-                raise _Odd
 
-            confidence, thresholds = get("occurrence_confidence"), []
-            if confidence.__class__ is dict:
-                confidence, thresholds = confidence.get("value"), confidence.get("thresholds")
-                if thresholds is None:
-                    thresholds = []
-                elif thresholds.__class__ is not list:
-                    raise _Odd
-                for threshold in thresholds:
-                    if threshold.__class__ is not str:
-                        raise _Odd
-            if confidence is not None and confidence.__class__ is not float and confidence.__class__ is not int:
+        fields = get("fields")
+        if fields is not None and fields.__class__ is not list:
+            raise _Odd
+        extracted = []
+        for field in fields or ():
+            if field.__class__ is not dict:
                 raise _Odd
-
-            extraction, extraction_thresholds = get("extraction_confidence"), []
-            if extraction.__class__ is dict:
-                extraction, extraction_thresholds = extraction.get("value"), extraction.get("thresholds")
-                if extraction_thresholds is None:
-                    extraction_thresholds = []
-                elif extraction_thresholds.__class__ is not list:
-                    raise _Odd
-                for threshold in extraction_thresholds:
-                    if threshold.__class__ is not str:
-                        raise _Odd
-            if extraction is not None and extraction.__class__ is not float and extraction.__class__ is not int:
+            field_name, value, spans = field.get("name"), field.get("value"), field.get("text_spans")
+            if field_name is None:
+                field_name = ""
+            elif field_name.__class__ is not str:
                 raise _Odd
-
-            fields = get("fields")
-            if fields is not None and fields.__class__ is not list:
+            if value.__class__ is dict:
+                value = value.get("formatted")
+            if value is not None and value.__class__ is not str:
                 raise _Odd
-            extracted = []
-            for field in fields or ():
-                if field.__class__ is not dict:
-                    raise _Odd
-                field_name, value, spans = field.get("name"), field.get("value"), field.get("text_spans")
-                if field_name is None:
-                    field_name = ""
-                elif field_name.__class__ is not str:
-                    raise _Odd
-                if value.__class__ is dict:
-                    value = value.get("formatted")
-                if value is not None and value.__class__ is not str:
-                    raise _Odd
-                if spans is not None and spans.__class__ is not list:
-                    raise _Odd
-                extracted.append({"name": field_name, "value": value, "text_spans": spans})
+            if spans is not None and spans.__class__ is not list:
+                raise _Odd
+            extracted.append({"name": field_name, "value": value, "text_spans": spans})
 
-            meets = STREAM_THRESHOLD in thresholds
-            labels.append(
-                {
-                    "taxonomy": taxonomy_name,
-                    "name": name,
-                    "parent": name.rpartition(" > ")[0] or None,
-                    "confidence": confidence,
-                    "thresholds": thresholds,
-                    "meets_stream_threshold": meets,
-                    "extraction_confidence": extraction,
-                    "extraction_thresholds": extraction_thresholds,
-                    "fields": extracted,
-                }
-            )
-            if meets and name not in stream_labels:
-                stream_labels.append(name)
+        meets = STREAM_THRESHOLD in thresholds
+        labels.append(
+            {
+                "taxonomy": taxonomy_name,
+                "name": name,
+                "parent": name.rpartition(" > ")[0] or None,
+                "confidence": confidence,
+                "thresholds": thresholds,
+                "meets_stream_threshold": meets,
+                "extraction_confidence": extraction,
+                "extraction_thresholds": extraction_thresholds,
+                "fields": extracted,
+            }
+        )
+        if meets and name not in stream_labels:
+            stream_labels.append(name)
     return labels, stream_labels
 
 
 def _general_fields(taxonomies: Any) -> List[Dict[str, Any]]:
     """Each taxonomy's general fields; a confidence is a plain number (the API's) or `{value, thresholds}` (read too)."""
     general_fields: List[Dict[str, Any]] = []
-    if taxonomies is None:
-        return general_fields
-    if taxonomies.__class__ is not list:
-        raise _Odd
-    for taxonomy in taxonomies:
-        if taxonomy.__class__ is not dict:
+    for taxonomy_name, field in _entries(taxonomies, "general_fields"):
+        get = field.get
+        name, value, confidence, spans = get("name"), get("value"), get("confidence"), get("text_spans")
+        if name is None:
+            name = ""
+        elif name.__class__ is not str:
             raise _Odd
-        taxonomy_name = taxonomy.get("name")
-        if taxonomy_name is not None and taxonomy_name.__class__ is not str:
+        if value.__class__ is dict:
+            value = value.get("formatted")
+        if value is not None and value.__class__ is not str:
             raise _Odd
-        source = taxonomy.get("general_fields")
-        if source is None:
-            continue
-        if source.__class__ is not list:
-            raise _Odd
-        for field in source:
-            if field.__class__ is not dict:
+        if confidence.__class__ is dict:
+            thresholds = confidence.get("thresholds")
+            if thresholds is not None and thresholds.__class__ is not list:
                 raise _Odd
-            get = field.get
-            name, value, confidence, spans = get("name"), get("value"), get("confidence"), get("text_spans")
-            if name is None:
-                name = ""
-            elif name.__class__ is not str:
-                raise _Odd
-            if value.__class__ is dict:
-                value = value.get("formatted")
-            if value is not None and value.__class__ is not str:
-                raise _Odd
-            if confidence.__class__ is dict:
-                thresholds = confidence.get("thresholds")
-                if thresholds is not None and thresholds.__class__ is not list:
+            for threshold in thresholds or ():
+                if threshold.__class__ is not str:
                     raise _Odd
-                for threshold in thresholds or ():
-                    if threshold.__class__ is not str:
-                        raise _Odd
-                confidence = confidence.get("value")
-            if confidence is not None and confidence.__class__ is not float and confidence.__class__ is not int:
-                raise _Odd
-            if spans is not None and spans.__class__ is not list:
-                raise _Odd
-            general_fields.append({"taxonomy": taxonomy_name, "name": name, "value": value, "confidence": confidence, "text_spans": spans})
+            confidence = confidence.get("value")
+        if confidence is not None and confidence.__class__ is not float and confidence.__class__ is not int:
+            raise _Odd
+        if spans is not None and spans.__class__ is not list:
+            raise _Odd
+        general_fields.append({"taxonomy": taxonomy_name, "name": name, "value": value, "confidence": confidence, "text_spans": spans})
     return general_fields
 
 
@@ -265,9 +254,10 @@ def build_record(
     """The record of one result; a column whose source has an odd shape is null/empty and named in `problems`.
 
     Cost (the 32 results of one emulator `triage` batch, built and freed, GC set as run._tune_gc sets it;
-    valgrind instruction counts, issue #20): about 101k instructions per record, 143k before the
-    checks were written out in the group builders (one Python call costs ~1k); timeit 12.4 us against
-    16.8 us on a loaded 2-core machine. The same record built with no checks at all costs 66k.
+    valgrind instruction counts, issue #20): about 107k instructions per record, 143k before the
+    checks were written out in the group builders (one Python call costs ~1k; the one taxonomy walk
+    `_entries` both builders share costs 6k of the 107k); timeit 12.4 us against 16.8 us on a loaded
+    2-core machine. The same record built with no checks at all costs 66k.
     """
     comment = result["comment"]
     prediction = result.get("prediction")
