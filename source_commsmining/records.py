@@ -11,7 +11,7 @@ null (or empty) and named in `problems`, which the reader logs once per batch.
 
 One implementation, not a fast path plus a careful one. Its checks are written out in each group
 builder rather than in one small helper per value: a Python call costs about 1k instructions, and
-the per-value helpers made this module ~30% dearer (143k against 107k instructions per record on
+the per-value helpers made this module ~25% dearer (143k against 113k instructions per record on
 a 32-result batch of the emulator's `triage` stream; see `build_record`'s note).
 unit_tests/test_records_equivalence.py holds it to the helper-per-value version's output.
 """
@@ -61,6 +61,23 @@ def _entries(taxonomies: Any, key: str) -> Iterator[Tuple[Optional[str], Dict[st
             yield taxonomy_name, entry
 
 
+def _confidence(value: Any) -> Tuple[Any, List[str]]:
+    """(value, thresholds) of a `{value, thresholds}` confidence, or of a plain number (no thresholds); _Odd otherwise."""
+    thresholds: List[str] = []
+    if value.__class__ is dict:
+        value, thresholds = value.get("value"), value.get("thresholds")
+        if thresholds is None:
+            thresholds = []
+        elif thresholds.__class__ is not list:
+            raise _Odd
+        for threshold in thresholds:
+            if threshold.__class__ is not str:
+                raise _Odd
+    if value is not None and value.__class__ is not float and value.__class__ is not int:
+        raise _Odd
+    return value, thresholds
+
+
 def _labels(taxonomies: Any) -> Tuple[List[Dict[str, Any]], List[str]]:
     """(one entry per predicted label occurrence, each name meeting the stream threshold once).
 
@@ -80,31 +97,8 @@ def _labels(taxonomies: Any) -> Tuple[List[Dict[str, Any]], List[str]]:
         elif name.__class__ is not str:
             raise _Odd
 
-        confidence, thresholds = get("occurrence_confidence"), []
-        if confidence.__class__ is dict:
-            confidence, thresholds = confidence.get("value"), confidence.get("thresholds")
-            if thresholds is None:
-                thresholds = []
-            elif thresholds.__class__ is not list:
-                raise _Odd
-            for threshold in thresholds:
-                if threshold.__class__ is not str:
-                    raise _Odd
-        if confidence is not None and confidence.__class__ is not float and confidence.__class__ is not int:
-            raise _Odd
-
-        extraction, extraction_thresholds = get("extraction_confidence"), []
-        if extraction.__class__ is dict:
-            extraction, extraction_thresholds = extraction.get("value"), extraction.get("thresholds")
-            if extraction_thresholds is None:
-                extraction_thresholds = []
-            elif extraction_thresholds.__class__ is not list:
-                raise _Odd
-            for threshold in extraction_thresholds:
-                if threshold.__class__ is not str:
-                    raise _Odd
-        if extraction is not None and extraction.__class__ is not float and extraction.__class__ is not int:
-            raise _Odd
+        confidence, thresholds = _confidence(get("occurrence_confidence"))
+        extraction, extraction_thresholds = _confidence(get("extraction_confidence"))
 
         fields = get("fields")
         if fields is not None and fields.__class__ is not list:
@@ -159,16 +153,7 @@ def _general_fields(taxonomies: Any) -> List[Dict[str, Any]]:
             value = value.get("formatted")
         if value is not None and value.__class__ is not str:
             raise _Odd
-        if confidence.__class__ is dict:
-            thresholds = confidence.get("thresholds")
-            if thresholds is not None and thresholds.__class__ is not list:
-                raise _Odd
-            for threshold in thresholds or ():
-                if threshold.__class__ is not str:
-                    raise _Odd
-            confidence = confidence.get("value")
-        if confidence is not None and confidence.__class__ is not float and confidence.__class__ is not int:
-            raise _Odd
+        confidence = _confidence(confidence)[0]
         if spans is not None and spans.__class__ is not list:
             raise _Odd
         general_fields.append({"taxonomy": taxonomy_name, "name": name, "value": value, "confidence": confidence, "text_spans": spans})
@@ -254,10 +239,10 @@ def build_record(
     """The record of one result; a column whose source has an odd shape is null/empty and named in `problems`.
 
     Cost (the 32 results of one emulator `triage` batch, built and freed, GC set as run._tune_gc sets it;
-    valgrind instruction counts, issue #20): about 107k instructions per record, 143k before the
-    checks were written out in the group builders (one Python call costs ~1k; the one taxonomy walk
-    `_entries` both builders share costs 6k of the 107k); timeit 12.4 us against 16.8 us on a loaded
-    2-core machine. The same record built with no checks at all costs 66k.
+    valgrind instruction counts, issue #20): about 113k instructions per record, 143k with a helper
+    call per checked value (one Python call costs ~1k). Shared, rather than written out twice: the
+    taxonomy walk (`_entries`, 6k) and the confidence check (`_confidence`, 6k); 101k without them.
+    The same record built with no checks at all costs 66k.
     """
     comment = result["comment"]
     prediction = result.get("prediction")
