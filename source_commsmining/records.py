@@ -11,7 +11,7 @@ null (or empty) and named in `problems`, which the reader logs once per batch.
 
 One implementation, not a fast path plus a careful one. Its checks are written out in each group
 builder rather than in one small helper per value: a Python call costs about 1k instructions, and
-the per-value helpers made this module ~25% dearer (143k against 113k instructions per record on
+the per-value helpers made this module ~20% dearer (143k against 118k instructions per record on
 a 32-result batch of the emulator's `triage` stream; see `build_record`'s note).
 unit_tests/test_records_equivalence.py holds it to the helper-per-value version's output.
 """
@@ -78,6 +78,25 @@ def _confidence(value: Any) -> Tuple[Any, List[str]]:
     return value, thresholds
 
 
+def _field(field: Dict[str, Any]) -> Tuple[str, Optional[str], Optional[List[Any]]]:
+    """(name, formatted value, text spans) of an extracted or general field; _Odd for a shape the API does not use.
+
+    A value is `{formatted}` (the API's shape) or a plain string (older servers); the text spans are
+    kept as the API gives them, not read."""
+    name, value, spans = field.get("name"), field.get("value"), field.get("text_spans")
+    if name is None:
+        name = ""
+    elif name.__class__ is not str:
+        raise _Odd
+    if value.__class__ is dict:
+        value = value.get("formatted")
+    if value is not None and value.__class__ is not str:
+        raise _Odd
+    if spans is not None and spans.__class__ is not list:
+        raise _Odd
+    return name, value, spans
+
+
 def _labels(taxonomies: Any) -> Tuple[List[Dict[str, Any]], List[str]]:
     """(one entry per predicted label occurrence, each name meeting the stream threshold once).
 
@@ -107,17 +126,7 @@ def _labels(taxonomies: Any) -> Tuple[List[Dict[str, Any]], List[str]]:
         for field in fields or ():
             if field.__class__ is not dict:
                 raise _Odd
-            field_name, value, spans = field.get("name"), field.get("value"), field.get("text_spans")
-            if field_name is None:
-                field_name = ""
-            elif field_name.__class__ is not str:
-                raise _Odd
-            if value.__class__ is dict:
-                value = value.get("formatted")
-            if value is not None and value.__class__ is not str:
-                raise _Odd
-            if spans is not None and spans.__class__ is not list:
-                raise _Odd
+            field_name, value, spans = _field(field)
             extracted.append({"name": field_name, "value": value, "text_spans": spans})
 
         meets = STREAM_THRESHOLD in thresholds
@@ -143,19 +152,8 @@ def _general_fields(taxonomies: Any) -> List[Dict[str, Any]]:
     """Each taxonomy's general fields; a confidence is a plain number (the API's) or `{value, thresholds}` (read too)."""
     general_fields: List[Dict[str, Any]] = []
     for taxonomy_name, field in _entries(taxonomies, "general_fields"):
-        get = field.get
-        name, value, confidence, spans = get("name"), get("value"), get("confidence"), get("text_spans")
-        if name is None:
-            name = ""
-        elif name.__class__ is not str:
-            raise _Odd
-        if value.__class__ is dict:
-            value = value.get("formatted")
-        if value is not None and value.__class__ is not str:
-            raise _Odd
-        confidence = _confidence(confidence)[0]
-        if spans is not None and spans.__class__ is not list:
-            raise _Odd
+        name, value, spans = _field(field)
+        confidence = _confidence(field.get("confidence"))[0]
         general_fields.append({"taxonomy": taxonomy_name, "name": name, "value": value, "confidence": confidence, "text_spans": spans})
     return general_fields
 
@@ -239,10 +237,10 @@ def build_record(
     """The record of one result; a column whose source has an odd shape is null/empty and named in `problems`.
 
     Cost (the 32 results of one emulator `triage` batch, built and freed, GC set as run._tune_gc sets it;
-    valgrind instruction counts, issue #20): about 113k instructions per record, 143k with a helper
-    call per checked value (one Python call costs ~1k). Shared, rather than written out twice: the
-    taxonomy walk (`_entries`, 6k) and the confidence check (`_confidence`, 6k); 101k without them.
-    The same record built with no checks at all costs 66k.
+    valgrind instruction counts, issue #20): about 118k instructions per record, 143k with a helper
+    call per checked value (one Python call costs ~1k). Shared rather than written out two or three
+    times: the taxonomy walk (`_entries`), the confidence check (`_confidence`) and the field check
+    (`_field`), 17k in all; 101k with every check written out. With no checks at all: 66k.
     """
     comment = result["comment"]
     prediction = result.get("prediction")
