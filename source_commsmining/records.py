@@ -32,10 +32,12 @@ class _Odd(TypeError):
     """A value of a type the API does not use where a column is promoted from."""
 
 
-# The checks below are written out (`x.__class__ is str`) rather than called as helpers: a record
-# takes a few dozen of them, and each Python call costs about a thousand instructions, more than
-# the check (build_record's cost note). Each group's builder raises _Odd at the first value of an
-# odd shape; build_record leaves that group empty and names its columns.
+# The checks below are written out (`x.__class__ is str`) rather than a helper call per value: a
+# record takes a few dozen of them, and each Python call costs about a thousand instructions, more
+# than the check (build_record's cost note). Only the shapes checked in more than one place have a
+# helper of their own: the taxonomy walk (_entries), a confidence (_confidence), a field (_field).
+# Each group's builder raises _Odd at the first value of an odd shape; build_record leaves that
+# group empty and names its columns.
 
 
 def _entries(taxonomies: Any, key: str) -> Iterator[Tuple[Optional[str], Dict[str, Any]]]:
