@@ -29,6 +29,7 @@ BIN = os.path.dirname(sys.executable)
 EMULATOR = os.path.join(BIN, "commsmining-emulator")
 CONNECTOR = os.path.join(BIN, "source-commsmining")
 REFERENCE = os.path.join(HERE, "reference_reader.py")
+STRIPPED = os.path.join(HERE, "stripped_connector.py")
 PROJECT, DATASET = "acme", "collections"
 
 # The readers authenticate with a token shaped like a real one (long, mixed case) rather than the
@@ -130,6 +131,14 @@ def reference_cmd(emu, streams, max_results=32):
     return cmd
 
 
+def stripped_cmd(emu, streams, workdir, layers):
+    """The connector with `layers` taken out (stripped_connector.py), on the console script's own Python."""
+    with open(CONNECTOR, "rb") as f:
+        first = f.readline()
+    python = first[2:].strip().decode() if first.startswith(b"#!") else sys.executable
+    return [python, STRIPPED, layers] + connector_cmd(emu, streams, workdir)[1:]
+
+
 def run_reader(cmd, expect=None, label="", env=None):
     """Run cmd, count RECORD/STATE lines on its stdout; wall time start->exit; peak RSS of that child."""
     stderr_f = tempfile.TemporaryFile()
@@ -195,11 +204,16 @@ def measure(kind, comments, latency_ms, streams=("triage",), extra_streams=0, pa
         expect = comments * len(streams)
         label = "%s n=%d lat=%gms streams=%d" % (kind, comments, latency_ms, len(streams))
         log("run %s" % label)
-        cmd = connector_cmd(emu, streams, wd, parallel=parallel) if kind == "connector" else reference_cmd(emu, streams)
+        if kind == "connector":
+            cmd = connector_cmd(emu, streams, wd, parallel=parallel)
+        elif kind.startswith("without "):
+            cmd = stripped_cmd(emu, streams, wd, kind.split(" ", 1)[1])
+        else:
+            cmd = reference_cmd(emu, streams)
         res = run_reader(cmd, expect=expect, label=label, env=env)
         res.update({"reader": kind, "comments": comments, "latency_ms": latency_ms, "streams": len(streams),
                     "expected_records": expect})
-        if kind == "connector":
+        if kind != "reference":
             # every stream must have been advanced to its end
             res["streams_fully_advanced"] = all(
                 emu.stream_state(s).get("position") == emu.stream_state(s).get("max_position") for s in streams)
@@ -268,6 +282,42 @@ def gc_tuning(comments, repeats):
         "cpu_ms_per_1k_records": {kind: median(kind, "cpu_ms_per_1k_records") for kind in runs},
         "peak_rss_mb": {kind: median(kind, "peak_rss_mb") for kind in runs},
         "goal": "kept only while the no-latency goal needs it (its ratio_after_first_record / gain < %s)" % NO_LATENCY_GOAL,
+    }
+
+
+# The connector with layers it must keep taken out (stripped_connector.py): what each costs with no latency.
+LAYER_VARIANTS = ("without http,output,mask", "without http,output,mask,columns")
+
+
+def layers(comments, repeats):
+    """Reference, connector and the stripped variants, alternately, no latency; steady-state ratios to the reference.
+
+    Not a goal: it says how much of the no-latency gap the layers the connector must keep account
+    for (the CDK's requester and HTTP client, its message serialisation, the token mask, the
+    promoted columns), i.e. what the no-latency ratio could be at best without them.
+    """
+    kinds = ("reference", "connector") + LAYER_VARIANTS
+    runs = {kind: [] for kind in kinds}
+    for _ in range(repeats):
+        for kind in kinds:
+            run = measure(kind, comments, 0)
+            run["cpu_ms_per_1k_records"] = round((run["cpu_user_s"] + run["cpu_sys_s"]) / max(run["records"], 1) * 1e6, 1)
+            runs[kind].append(run)
+
+    def median(kind, key):
+        values = sorted(run[key] or 0 for run in runs[kind])
+        return values[len(values) // 2]
+
+    reference = median("reference", "records_per_s_after_first_record")
+    return {
+        "comments": comments, "repeats": repeats, "runs": runs,
+        "records_per_s_after_first_record": {kind: median(kind, "records_per_s_after_first_record") for kind in kinds},
+        "ratio_after_first_record": {kind: ratio(median(kind, "records_per_s_after_first_record"), reference) for kind in kinds[1:]},
+        "pair_ratios_after_first_record": {
+            kind: [ratio(run["records_per_s_after_first_record"], ref["records_per_s_after_first_record"])
+                   for ref, run in zip(runs["reference"], runs[kind])] for kind in kinds[1:]},
+        "cpu_ms_per_1k_records": {kind: median(kind, "cpu_ms_per_1k_records") for kind in kinds},
+        "note": "not a goal: the no-latency ratio the connector could reach at best without the layers named",
     }
 
 
@@ -391,7 +441,8 @@ def main(argv=None):
                     help="the source-commsmining console script to measure (make bench: one installed like the "
                          "Docker image, without the test and demo extras)")
     ap.add_argument("--only", default="throughput,latency,rss,multi,gc,capacity",
-                    help="comma-separated subset of sections to run")
+                    help="comma-separated subset of sections to run; `layers` (what the layers the connector must "
+                         "keep cost, see stripped_connector.py) runs only when named")
     args = ap.parse_args(argv)
     global CONNECTOR
     CONNECTOR = os.path.abspath(args.connector or CONNECTOR)
@@ -464,6 +515,11 @@ def main(argv=None):
         results["gc_tuning"]["goal_met"] = bool(untuned is not None and untuned < NO_LATENCY_GOAL)
         save()
 
+    if "layers" in only:
+        log("== layers, %d comments, no latency, %d rounds" % (tp_n, repeats))
+        results["layers_no_latency"] = layers(tp_n, repeats)
+        save()
+
     if "rss" in only:
         log("== peak RSS at sizes %s" % sizes)
         runs = {}
@@ -523,6 +579,10 @@ def print_summary(r):
         rows.append(("collector tuning", "steady-state x%s with it, no-latency ratio %s without it (%s) %s; CPU per 1k records %s; RSS %s" % (
             x["gain_after_first_record"], x.get("no_latency_ratio_without_it"), x["goal"],
             "NEEDED, kept" if x["goal_met"] else "NOT NEEDED: remove it", x["cpu_ms_per_1k_records"], x["peak_rss_mb"])))
+    if "layers_no_latency" in r:
+        x = r["layers_no_latency"]
+        rows.append(("layers (not a goal)", "steady-state ratio to the reference, no latency: " + ", ".join(
+            "%s %s" % (kind, value) for kind, value in x["ratio_after_first_record"].items())))
     if "emulator_capacity" in r:
         rows.append(("emulator capacity", ", ".join("%s: %.0f res/s" % (k, v["results_per_s"])
                                                    for k, v in r["emulator_capacity"].items())))

@@ -38,3 +38,24 @@ def test_latency_section_counts_every_record_and_reports_the_startup_floor(tmp_p
     reference_wall = section["reference"]["wall_s"]
     extra_imports = floor["connector_import_s"] - floor["reference_import_s"]
     assert floor["ceiling_ratio"] == round(reference_wall / (reference_wall + extra_imports), 3)
+
+
+@pytest.mark.runs_long(10)
+def test_layers_section_reads_every_stream_to_its_end_with_each_layer_taken_out(tmp_path):
+    """The stripped connector (benchmarks/stripped_connector.py) patches internals that may move: it must still work."""
+    output = tmp_path / "results.json"
+    subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick", "--only", "layers",
+         "--throughput-comments", "64", "--output", str(output)],
+        check=True, capture_output=True, timeout=300,
+    )
+    section = json.loads(output.read_text())["layers_no_latency"]
+
+    assert set(section["runs"]) == {"reference", "connector", "without http,output,mask", "without http,output,mask,columns"}
+    for kind, runs in section["runs"].items():
+        for run in runs:
+            assert "error" not in run, (kind, run)
+            assert (run["records"], run["returncode"]) == (64, 0), kind
+            if kind != "reference":
+                assert run["streams_fully_advanced"] is True, kind
+    assert set(section["ratio_after_first_record"]) == set(section["runs"]) - {"reference"}
