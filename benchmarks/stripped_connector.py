@@ -37,15 +37,8 @@ def _plain_http() -> None:
     local = threading.local()
 
     def send(self, cm, stream_slice, body):  # api._Endpoint.send, over a plain requests.Session
-        key = ("" if cm is None else cm.key, tuple(sorted((stream_slice.extra_fields or {}).items())) if stream_slice else ())
-        rendered = self.rendered.get(key)
-        if rendered is None:
-            rendered = self.rendered[key] = (
-                self.declared.get_path(stream_slice=stream_slice),
-                self.declared.get_request_params(stream_slice=stream_slice),
-                {**self.declared.get_request_headers(stream_slice=stream_slice), **self.bare.get_authenticator().get_auth_header()},
-            )
-        path, params, headers = rendered
+        path, params, headers = self.render(cm, stream_slice)
+        headers = {**headers, **self.bare.get_authenticator().get_auth_header()}
         session = getattr(local, "session", None) or requests.Session()
         local.session = session
         url = self.bare.get_url_base(stream_slice=stream_slice, stream_state=None).rstrip("/") + "/" + path.lstrip("/")

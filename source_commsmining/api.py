@@ -67,7 +67,8 @@ class _Endpoint:
         default_factory=dict
     )
 
-    def send(self, cm: Optional["CmStream"], stream_slice: Optional[StreamSlice], body: Optional[Mapping[str, Any]]) -> Optional[requests.Response]:
+    def render(self, cm: Optional["CmStream"], stream_slice: Optional[StreamSlice]) -> Tuple[str, Mapping[str, Any], Mapping[str, Any]]:
+        """The path, query and headers `declared` renders for this stream and slice, rendered once."""
         key = ("" if cm is None else cm.key, tuple(sorted((stream_slice.extra_fields or {}).items())) if stream_slice else ())
         rendered = self.rendered.get(key)
         if rendered is None:
@@ -76,7 +77,10 @@ class _Endpoint:
                 self.declared.get_request_params(stream_slice=stream_slice),
                 self.declared.get_request_headers(stream_slice=stream_slice),
             )
-        path, params, headers = rendered
+        return rendered
+
+    def send(self, cm: Optional["CmStream"], stream_slice: Optional[StreamSlice], body: Optional[Mapping[str, Any]]) -> Optional[requests.Response]:
+        path, params, headers = self.render(cm, stream_slice)
         return self.bare.send_request(
             stream_slice=stream_slice, path=path, request_params=params, request_headers=headers, request_body_json=body
         )
