@@ -14,7 +14,7 @@ QA_VENV := .venv-qa
 QA_STAMP := $(QA_VENV)/.installed
 AIRBYTE_INTERNAL_OPS := airbyte-internal-ops==0.132.0
 
-.PHONY: install test test-cdk-latest cdk-latest-venv unit integration chaos-large properties-large bench demo emulator docker-build qa clean
+.PHONY: install test test-cdk-latest cdk-latest-venv unit integration chaos-large properties-large bench bench-layers demo emulator docker-build qa clean
 
 # The emulator is a distribution of its own (emulator/pyproject.toml): installed here for the tests,
 # the demo and the benchmarks, never by `pip install .` at the root.
@@ -88,6 +88,9 @@ properties-large: $(STAMP)  ## the property tests of valid bodies at their full 
 
 bench: $(STAMP) $(BENCH_STAMP)  ## benchmarks; writes benchmarks/results.json
 	$(PY) benchmarks/run.py --connector $(BENCH_VENV)/bin/source-commsmining --output benchmarks/results.json
+
+bench-layers: $(STAMP) $(BENCH_STAMP)  ## what the layers the connector keeps cost (wall time and valgrind instructions; not goals); writes benchmarks/results-layers.json
+	$(PY) benchmarks/run.py --connector $(BENCH_VENV)/bin/source-commsmining --output benchmarks/results-layers.json --only layers,instructions --throughput-comments 50000 --repeats 5
 
 demo: $(STAMP)  ## start the emulator, check, sync sources + stream_results (+ flat tables) into DuckDB via PyAirbyte
 	$(PY) -m demo.run

@@ -14,6 +14,8 @@ import json
 import multiprocessing
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -133,10 +135,23 @@ def reference_cmd(emu, streams, max_results=32):
 
 def stripped_cmd(emu, streams, workdir, layers):
     """The connector with `layers` taken out (stripped_connector.py), on the console script's own Python."""
+    return [connector_python(), STRIPPED, layers] + connector_cmd(emu, streams, workdir)[1:]
+
+
+def connector_python():
+    """The interpreter of the console script CONNECTOR (its shebang), which the stripped variants run on too."""
     with open(CONNECTOR, "rb") as f:
         first = f.readline()
-    python = first[2:].strip().decode() if first.startswith(b"#!") else sys.executable
-    return [python, STRIPPED, layers] + connector_cmd(emu, streams, workdir)[1:]
+    return first[2:].strip().decode() if first.startswith(b"#!") else sys.executable
+
+
+def reader_cmd(kind, emu, streams, workdir, parallel=4):
+    """`reference`, `connector` or `without <layers>` (stripped_connector.py)."""
+    if kind == "connector":
+        return connector_cmd(emu, streams, workdir, parallel=parallel)
+    if kind.startswith("without "):
+        return stripped_cmd(emu, streams, workdir, kind.split(" ", 1)[1])
+    return reference_cmd(emu, streams)
 
 
 def run_reader(cmd, expect=None, label="", env=None):
@@ -204,12 +219,7 @@ def measure(kind, comments, latency_ms, streams=("triage",), extra_streams=0, pa
         expect = comments * len(streams)
         label = "%s n=%d lat=%gms streams=%d" % (kind, comments, latency_ms, len(streams))
         log("run %s" % label)
-        if kind == "connector":
-            cmd = connector_cmd(emu, streams, wd, parallel=parallel)
-        elif kind.startswith("without "):
-            cmd = stripped_cmd(emu, streams, wd, kind.split(" ", 1)[1])
-        else:
-            cmd = reference_cmd(emu, streams)
+        cmd = reader_cmd(kind, emu, streams, wd, parallel=parallel)
         res = run_reader(cmd, expect=expect, label=label, env=env)
         res.update({"reader": kind, "comments": comments, "latency_ms": latency_ms, "streams": len(streams),
                     "expected_records": expect})
@@ -318,6 +328,46 @@ def layers(comments, repeats):
                    for ref, run in zip(runs["reference"], runs[kind])] for kind in kinds[1:]},
         "cpu_ms_per_1k_records": {kind: median(kind, "cpu_ms_per_1k_records") for kind in kinds},
         "note": "not a goal: the no-latency ratio the connector could reach at best without the layers named",
+    }
+
+
+INSTRUCTION_SIZES = (300, 1300)
+
+
+def instructions(kinds=("reference", "connector") + LAYER_VARIANTS, sizes=INSTRUCTION_SIZES):
+    """CPU instructions per record of each reader in steady state: (count at the larger size - at the smaller) / difference.
+
+    Counted by valgrind (`--tool=cachegrind --cache-sim=no`), in the reader's process only (not the
+    emulator's), so unlike wall time it does not depend on what else the machine runs: the same
+    code gives the same count to a few percent (the connector's threads make it move by up to ~5%).
+    Start-up cancels out in the difference. Slow: the connector's start-up alone takes about a
+    minute under valgrind.
+    """
+    valgrind = shutil.which("valgrind")
+    if not valgrind:
+        return {"skipped": "valgrind is not installed (Debian: apt-get install valgrind)"}
+    small, big = sizes
+    counts = {}
+    for kind in kinds:
+        counts[kind] = {}
+        for n in sizes:
+            with EmulatorProcess(n, 0) as emu, tempfile.TemporaryDirectory(prefix="cm-bench-run-") as wd:
+                cmd = reader_cmd(kind, emu, ["triage"], wd)
+                if kind == "connector":
+                    cmd = [connector_python()] + cmd  # valgrind runs the interpreter, not the script's shebang
+                log("instructions %s n=%d" % (kind, n))
+                done = subprocess.run([valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+                                      + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=3600)
+                found = re.search(rb"I\s+refs:\s+([\d,]+)", done.stderr)
+                records = sum(done.stdout.count(p) for p in RECORD_PATTERNS)
+                if done.returncode != 0 or not found or records != n:
+                    return {"error": "%s n=%d: exit %s, %d records, valgrind said %r"
+                                     % (kind, n, done.returncode, records, done.stderr[-300:])}
+                counts[kind][n] = int(found.group(1).replace(b",", b""))
+    return {
+        "sizes": list(sizes), "counts": counts,
+        "per_record_k": {kind: round((c[big] - c[small]) / (big - small) / 1000) for kind, c in counts.items()},
+        "note": "thousands of instructions per record, steady state, reader process only",
     }
 
 
@@ -442,7 +492,8 @@ def main(argv=None):
                          "Docker image, without the test and demo extras)")
     ap.add_argument("--only", default="throughput,latency,rss,multi,gc,capacity",
                     help="comma-separated subset of sections to run; `layers` (what the layers the connector must "
-                         "keep cost, see stripped_connector.py) runs only when named")
+                         "keep cost, see stripped_connector.py) and `instructions` (the same readers' instructions "
+                         "per record, valgrind) run only when named")
     args = ap.parse_args(argv)
     global CONNECTOR
     CONNECTOR = os.path.abspath(args.connector or CONNECTOR)
@@ -520,6 +571,11 @@ def main(argv=None):
         results["layers_no_latency"] = layers(tp_n, repeats)
         save()
 
+    if "instructions" in only:
+        log("== instructions per record (valgrind), %s comments" % " and ".join(map(str, INSTRUCTION_SIZES)))
+        results["instructions"] = instructions()
+        save()
+
     if "rss" in only:
         log("== peak RSS at sizes %s" % sizes)
         runs = {}
@@ -583,6 +639,9 @@ def print_summary(r):
         x = r["layers_no_latency"]
         rows.append(("layers (not a goal)", "steady-state ratio to the reference, no latency: " + ", ".join(
             "%s %s" % (kind, value) for kind, value in x["ratio_after_first_record"].items())))
+    if "per_record_k" in r.get("instructions", {}):
+        rows.append(("instructions (not a goal)", "per record, valgrind: " + ", ".join(
+            "%s %sk" % (kind, value) for kind, value in r["instructions"]["per_record_k"].items())))
     if "emulator_capacity" in r:
         rows.append(("emulator capacity", ", ".join("%s: %.0f res/s" % (k, v["results_per_s"])
                                                    for k, v in r["emulator_capacity"].items())))
