@@ -363,10 +363,10 @@ def instructions(kinds=("reference", "connector") + LAYER_VARIANTS, sizes=INSTRU
                 if done.returncode != 0 or not found or records != n:
                     return {"error": "%s n=%d: exit %s, %d records, valgrind said %r"
                                      % (kind, n, done.returncode, records, done.stderr[-300:])}
-                counts[kind][n] = int(found.group(1).replace(b",", b""))
+                counts[kind][str(n)] = int(found.group(1).replace(b",", b""))
     return {
         "sizes": list(sizes), "counts": counts,
-        "per_record_k": {kind: round((c[big] - c[small]) / (big - small) / 1000) for kind, c in counts.items()},
+        "per_record_k": {kind: round((c[str(big)] - c[str(small)]) / (big - small) / 1000) for kind, c in counts.items()},
         "note": "thousands of instructions per record, steady state, reader process only",
     }
 

@@ -1,14 +1,17 @@
-"""`make bench` must keep working: a tiny latency section, end to end, checked for what it reports.
+"""`make bench` must keep working: tiny latency, layers and instructions sections, checked for what they report.
 
 Only the machinery is checked here (every record counted, the ratios and the start-up floor
 computed from the runs); the numbers themselves belong to benchmarks/results.json, never to a test.
 """
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import orjson
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,3 +62,18 @@ def test_layers_section_reads_every_stream_to_its_end_with_each_layer_taken_out(
             if kind != "reference":
                 assert run["streams_fully_advanced"] is True, kind
     assert set(section["ratio_after_first_record"]) == set(section["runs"]) - {"reference"}
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instructions_section_counts_a_readers_instructions_per_record():
+    spec = importlib.util.spec_from_file_location("bench_run", os.path.join(ROOT, "benchmarks", "run.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    section = bench.instructions(kinds=("reference",), sizes=(20, 60))
+
+    assert "error" not in section, section
+    counts = section["counts"]["reference"]
+    assert counts["60"] > counts["20"] > 0
+    assert section["per_record_k"]["reference"] == round((counts["60"] - counts["20"]) / 40 / 1000)
+    orjson.loads(orjson.dumps(section))  # what run.py saves
