@@ -340,8 +340,8 @@ def instructions(kinds=("reference", "connector") + LAYER_VARIANTS, sizes=INSTRU
     Counted by valgrind (`--tool=cachegrind --cache-sim=no`), in the reader's process only (not the
     emulator's), so unlike wall time it does not depend on what else the machine runs: the same
     code gives the same count to a few percent (the connector's threads make it move by up to ~5%).
-    Start-up cancels out in the difference. Slow: the connector's start-up alone takes about a
-    minute under valgrind.
+    Start-up cancels out in the difference. About 25 s per connector run under valgrind (start-up
+    included), so the section takes a few minutes.
     """
     valgrind = shutil.which("valgrind")
     if not valgrind:
