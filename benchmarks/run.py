@@ -232,6 +232,17 @@ def measure(kind, comments, latency_ms, streams=("triage",), extra_streams=0, pa
         return res
 
 
+def cpu_ms_per_1k_records(run):
+    """A run's CPU (user + sys, start-up included) per 1,000 records, in ms."""
+    return round((run["cpu_user_s"] + run["cpu_sys_s"]) / max(run["records"], 1) * 1e6, 1)
+
+
+def median_of(runs, key):
+    """The median of `key` over `runs` (a missing value counts as 0)."""
+    values = sorted(run[key] or 0 for run in runs)
+    return values[len(values) // 2]
+
+
 def compare(comments, latency_ms, repeats):
     """Reference and connector runs, alternately, `repeats` times each; the medians are compared.
 
@@ -249,7 +260,7 @@ def compare(comments, latency_ms, repeats):
 
     ref, con = median("reference"), median("connector")
     for run in runs["reference"] + runs["connector"]:
-        run["cpu_ms_per_1k_records"] = round((run["cpu_user_s"] + run["cpu_sys_s"]) / max(run["records"], 1) * 1e6, 1)
+        run["cpu_ms_per_1k_records"] = cpu_ms_per_1k_records(run)
     return {
         "comments": comments, "latency_ms": latency_ms, "repeats": repeats, "reference": ref, "connector": con,
         "ratio": ratio(con["records_per_s"], ref["records_per_s"]),
@@ -262,8 +273,7 @@ def compare(comments, latency_ms, repeats):
             for r, c in zip(runs["reference"], runs["connector"])
         ],
         # CPU per record of each reader (whole process, start-up included): less sensitive to load than records/s.
-        "cpu_ms_per_1k_records": {kind: sorted(run["cpu_ms_per_1k_records"] for run in done)[len(done) // 2]
-                                  for kind, done in runs.items()},
+        "cpu_ms_per_1k_records": {kind: median_of(done, "cpu_ms_per_1k_records") for kind, done in runs.items()},
     }
 
 
@@ -278,19 +288,15 @@ def gc_tuning(comments, repeats):
     for _ in range(repeats):
         for kind, value in (("untuned", "0"), ("tuned", "1")):
             run = measure("connector", comments, 0, env={"SOURCE_COMMSMINING_GC_TUNING": value})
-            run["cpu_ms_per_1k_records"] = round((run["cpu_user_s"] + run["cpu_sys_s"]) / max(run["records"], 1) * 1e6, 1)
+            run["cpu_ms_per_1k_records"] = cpu_ms_per_1k_records(run)
             runs[kind].append(run)
-
-    def median(kind, key):
-        values = sorted(run[key] or 0 for run in runs[kind])
-        return values[len(values) // 2]
 
     return {
         "comments": comments, "repeats": repeats, "runs": runs,
-        "gain_after_first_record": ratio(median("tuned", "records_per_s_after_first_record"),
-                                         median("untuned", "records_per_s_after_first_record")),
-        "cpu_ms_per_1k_records": {kind: median(kind, "cpu_ms_per_1k_records") for kind in runs},
-        "peak_rss_mb": {kind: median(kind, "peak_rss_mb") for kind in runs},
+        "gain_after_first_record": ratio(median_of(runs["tuned"], "records_per_s_after_first_record"),
+                                         median_of(runs["untuned"], "records_per_s_after_first_record")),
+        "cpu_ms_per_1k_records": {kind: median_of(runs[kind], "cpu_ms_per_1k_records") for kind in runs},
+        "peak_rss_mb": {kind: median_of(runs[kind], "peak_rss_mb") for kind in runs},
         "goal": "kept only while the no-latency goal needs it (its ratio_after_first_record / gain < %s)" % NO_LATENCY_GOAL,
     }
 
@@ -311,22 +317,18 @@ def layers(comments, repeats):
     for _ in range(repeats):
         for kind in kinds:
             run = measure(kind, comments, 0)
-            run["cpu_ms_per_1k_records"] = round((run["cpu_user_s"] + run["cpu_sys_s"]) / max(run["records"], 1) * 1e6, 1)
+            run["cpu_ms_per_1k_records"] = cpu_ms_per_1k_records(run)
             runs[kind].append(run)
 
-    def median(kind, key):
-        values = sorted(run[key] or 0 for run in runs[kind])
-        return values[len(values) // 2]
-
-    reference = median("reference", "records_per_s_after_first_record")
+    reference = median_of(runs["reference"], "records_per_s_after_first_record")
     return {
         "comments": comments, "repeats": repeats, "runs": runs,
-        "records_per_s_after_first_record": {kind: median(kind, "records_per_s_after_first_record") for kind in kinds},
-        "ratio_after_first_record": {kind: ratio(median(kind, "records_per_s_after_first_record"), reference) for kind in kinds[1:]},
+        "records_per_s_after_first_record": {kind: median_of(runs[kind], "records_per_s_after_first_record") for kind in kinds},
+        "ratio_after_first_record": {kind: ratio(median_of(runs[kind], "records_per_s_after_first_record"), reference) for kind in kinds[1:]},
         "pair_ratios_after_first_record": {
             kind: [ratio(run["records_per_s_after_first_record"], ref["records_per_s_after_first_record"])
                    for ref, run in zip(runs["reference"], runs[kind])] for kind in kinds[1:]},
-        "cpu_ms_per_1k_records": {kind: median(kind, "cpu_ms_per_1k_records") for kind in kinds},
+        "cpu_ms_per_1k_records": {kind: median_of(runs[kind], "cpu_ms_per_1k_records") for kind in kinds},
         "note": "not a goal: the no-latency ratio the connector could reach at best without the layers named",
     }
 

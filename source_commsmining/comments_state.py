@@ -138,8 +138,7 @@ class CursorBound:
             if value[:10] >= clearly_before:
                 stamp = _parse(value)
                 if stamp is not None:
-                    latest = datetime.now(timezone.utc) + MAX_SKEW
-                    bound = latest if end is None or end > latest else end
+                    bound = _bound(end)
                     if stamp > bound:
                         self._warn(record, value, bound)
                         record = Record(data={**data, CURSOR: bound.strftime(_CURSOR_FORMAT)}, stream_name=record.stream_name,
@@ -152,9 +151,7 @@ class CursorBound:
         limits = self._limits.get(end_value) if isinstance(end_value, str) else None
         if limits is None:
             end = _parse(end_value)
-            latest = datetime.now(timezone.utc) + MAX_SKEW
-            bound = latest if end is None or end > latest else end
-            limits = (end, (bound - timedelta(days=2)).strftime("%Y-%m-%d"))
+            limits = (end, (_bound(end) - timedelta(days=2)).strftime("%Y-%m-%d"))
             if end is not None:
                 self._limits[end_value] = limits
         if limits[0] is not None:
@@ -176,6 +173,12 @@ class CursorBound:
             "that end, not moved to the comment's date, so later syncs still export the source's new comments. Later "
             "comments of this source dated ahead are treated the same, without another warning."
         )
+
+
+def _bound(end: Optional[datetime]) -> datetime:
+    """The latest time the cursor may take in a slice ending at `end` (None: unknown): min(end, now + MAX_SKEW)."""
+    latest = datetime.now(timezone.utc) + MAX_SKEW
+    return latest if end is None or end > latest else end
 
 
 def bound_cursor(cursor: Any) -> None:
