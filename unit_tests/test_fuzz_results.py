@@ -30,7 +30,7 @@ from source_commsmining.errors import register_secret, secret_forms
 from source_commsmining.results_reader import ResultsReader
 from source_commsmining.state import ResultsState
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / ".." / "shared" / "api-shapes" / "commsmining-api.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "api-shapes" / "commsmining-api.schema.json"
 TOKEN = "tök-FUZZ-4d3c2b"
 TRIAGE = CmStream("acme", "collections", "triage")
 KEEP_OPTIONAL = {"thread_id", "subject", "from", "text_format", "prediction"}
@@ -61,7 +61,7 @@ def _bounded(node: Any) -> Any:
 @functools.lru_cache(maxsize=None)
 def _valid_bodies():
     if not SCHEMA_PATH.is_file():
-        pytest.fail(f"the API's JSON Schema is missing: expected {SCHEMA_PATH.resolve()} (../shared/api-shapes from the repository root)")
+        pytest.fail(f"the API's JSON Schema is missing: expected {SCHEMA_PATH.resolve()} (api-shapes/ in the repository)")
     from hypothesis_jsonschema import from_schema
 
     defs = _bounded(json.loads(SCHEMA_PATH.read_text())["$defs"])

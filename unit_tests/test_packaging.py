@@ -338,7 +338,7 @@ def test_metadata_registries_and_test_suites():
     data = metadata()["data"]
     overrides = data["registryOverrides"]
     assert overrides["cloud"]["enabled"] is True and overrides["oss"]["enabled"] is True
-    # Every suite needs what only this repository's `make test` provides (../shared/api-shapes, the emulator
+    # Every suite needs what only this repository's `make test` provides (the vendored api-shapes/, the emulator
     # distribution, a local PostgreSQL, the loopback emulator of acceptance-test-config.yml): Airbyte's CI
     # could run none of them, so metadata.yaml must not claim one.
     assert "connectorTestSuitesOptions" not in data, data.get("connectorTestSuitesOptions")

@@ -1,7 +1,7 @@
-"""Property-based tests: bodies generated from the API's official shapes (shared/api-shapes) through the connector.
+"""Property-based tests: bodies generated from the API's official shapes (api-shapes/) through the connector.
 
 Valid `/results`, sources, dataset and comment-export bodies are generated with hypothesis-jsonschema
-from `../shared/api-shapes/commsmining-api.schema.json` and fed through `build_records` and the
+from `api-shapes/commsmining-api.schema.json` and fed through `build_records` and the
 manifest's own record selectors and transformations (sources, datasets, label_defs, comments). For
 every body: no exception, one record per item, `comment`/`prediction` kept whole, every promoted
 column equal to the raw value it comes from, every record valid against its declared schema.
@@ -34,7 +34,7 @@ from source_commsmining.envelope import BadResponse
 from source_commsmining.records import build_record, build_records
 
 ROOT = Path(__file__).resolve().parent.parent
-SHAPES = ROOT.parent / "shared" / "api-shapes" / "commsmining-api.schema.json"
+SHAPES = ROOT / "api-shapes" / "commsmining-api.schema.json"
 SCHEMAS = ROOT / "source_commsmining" / "schemas"
 SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck), database=None)
 # Examples of the tests of valid bodies: CI runs 30% of the full counts, PROPERTIES_SCALE=large
@@ -63,7 +63,7 @@ PROMOTED = list(TEXT_COLUMNS) + ["subject", "sender", "message_count", "labels",
 def _shapes() -> Dict[str, Any]:
     if not SHAPES.exists():
         pytest.fail(
-            f"The API's official shapes are missing: {SHAPES} (shared/api-shapes beside the repository). "
+            f"The API's official shapes are missing: {SHAPES} (api-shapes/ in the repository). "
             "The property tests generate their bodies from it; restore it, they cannot run without it."
         )
     return json.loads(SHAPES.read_text())
