@@ -131,7 +131,7 @@ class Emulator:
         self.world.models.delete_version(self.world.dataset(project, dataset), version)
 
     def add_audit_events(self, n=1, at=None) -> list:
-        """Append n audit events, 1 s apart, from `at` (epoch ms; default now); returns them."""
+        """Append n audit events, 1 s apart, from `at` (epoch ms; default: the last n seconds before now); returns them."""
         return self.world.audit.add(n, at)
 
     def _stream(self, project, dataset, stream):

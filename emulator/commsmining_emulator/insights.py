@@ -9,7 +9,7 @@ seed and the names, so two emulators with the same seed serve the same bodies.
   tags name; `delete_version` removes one (its validation then answers 404, as a pruned model does).
 - Tags: `live` on the version the dataset's first stream pins, `staging` on a newer one (acme/collections),
   on the same one (globex/claims-ds: two tags, one version), or none (acme/support-desk).
-- The audit log: events spread over weeks before the queue's first comment, one every ~9 hours,
+- The audit log: 300 events spread over the weeks before the first dataset, one every ~3 hours (several pages),
   then whatever `add` appends (at the current time); served in timestamp order, continuation-paged.
 """
 
@@ -105,7 +105,7 @@ class Models:
 class AuditLog:
     """The tenant's audit events, in timestamp order."""
 
-    def __init__(self, world, n=60):
+    def __init__(self, world, n=300):
         self.world = world
         self.tenant = {"id": "%016x" % g.mix64(world.seed, 0x7E7A), "name": "emulated-tenant"}
         self.users = [{"id": "%016x" % g.mix64(world.seed, 0x05E4, k), "tenant_id": self.tenant["id"], "username": u,
@@ -115,9 +115,9 @@ class AuditLog:
 
     def build(self):
         first = min(ds.created_ms for ds in self.world.datasets.values())
-        start = first - 20 * 86_400_000
+        start = first - 40 * 86_400_000
         for k in range(self._n):
-            self.events.append(self._event(k, start + k * 9 * 3_600_000 + g.mix64(self.world.seed, k, 0xA0D) % 3_600_000))
+            self.events.append(self._event(k, start + k * 3 * 3_600_000 + g.mix64(self.world.seed, k, 0xA0D) % 3_600_000))
 
     def _project_id(self, project: str) -> str:
         return "%016x" % g.mix64(self.world.seed, g.str_salt("project:%s" % project))
@@ -142,10 +142,10 @@ class AuditLog:
         return event
 
     def add(self, n: int, at_ms=None) -> list:
-        """Appends n events, 1 s apart, from `at_ms` (default: now); returns them."""
+        """Appends n events, 1 s apart, from `at_ms` (default: the last n seconds up to now); returns them."""
         with self.world.lock:
             last = _parse_time_ms(self.events[-1]["timestamp"]) if self.events else 0
-            start = max(int(time.time() * 1000) if at_ms is None else int(at_ms), last + 1)
+            start = max(int(time.time() * 1000) - 1000 * int(n) if at_ms is None else int(at_ms), last + 1)
             new = [self._event(len(self.events) + i, start + i * 1000) for i in range(int(n))]
             self.events.extend(new)
         return new
