@@ -39,7 +39,7 @@ class ModelVersionPartitions(PartitionRouter):
 
     `datasets` yields the datasets in scope (partition `dataset_id`, extra_fields owner/name);
     `stream_versions` and `tag_versions` yield one slice per stream definition / model tag with a
-    version (partition `model_version`, extra_fields project, dataset, dataset_id, name). A dataset
+    version (partition `model_version` with the parent's slice, extra_fields project, dataset, name). A dataset
     none of whose streams or tags names a version has no model to validate: it is logged and skipped.
     """
 
@@ -62,8 +62,11 @@ class ModelVersionPartitions(PartitionRouter):
                         f"{parent.partition.get('model_version')!r}, which is not an integer: ignored."
                     )
                     continue
+                # The dataset's id from the slice the parent record was read in (GET .../streams or
+                # .../model-tags of that dataset), not from the record.
+                dataset_id = (parent.partition.get("parent_slice") or {}).get("dataset_id")
                 entry = named.setdefault(
-                    (extra["dataset_id"], version),
+                    (dataset_id, version),
                     {"owner": extra["project"], "name": extra["dataset"], "streams": [], "model_tags": []},
                 )
                 if extra.get("name") not in entry[kind]:
