@@ -156,6 +156,7 @@ def flat_rows(record: Mapping[str, Any], tables: Tuple[str, ...] = FLAT_TABLES) 
                         "confidence": _confidence(confidence),
                         "extraction_confidence": _confidence(label.get("extraction_confidence")),
                         "meets_stream_threshold": thresholds.__class__ is list and STREAM_THRESHOLD in thresholds,
+                        "thresholds": [t for t in thresholds if t.__class__ is str] if thresholds.__class__ is list else None,
                         "created_at": created_at,
                     }
                 )

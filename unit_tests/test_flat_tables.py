@@ -331,3 +331,10 @@ def test_the_connector_builder_peek_gives_the_rows_a_sync_gives():
     for extractor, table in ((ResultLabelsExtractor(), LABELS), (ResultFieldsExtractor(), FIELDS)):
         expected = [row for record in records for row in flat_rows(record, (table,))[0][table]]
         assert list(extractor.extract_records(response)) == expected and expected
+
+
+def test_label_rows_carry_every_threshold_the_occurrence_meets():
+    rows = flat_rows(_record())[0][LABELS]
+    assert [r["thresholds"] for r in rows] == [["stream", "balanced"], ["balanced"], [], ["stream"]]
+    no_list = {"taxonomies": [{"name": "default", "labels": [{"name": "Urgent", "occurrence_confidence": {"value": 0.4}}]}]}
+    assert flat_rows(_record(no_list))[0][LABELS][0]["thresholds"] is None

@@ -122,6 +122,18 @@ class Emulator:
     def create_stream(self, project, dataset, name, model=True, comment_filter=None, at="end"):
         return self.world.create_stream(project, dataset, name, model, comment_filter, at).to_json()
 
+    def set_model_tag(self, project, dataset, tag, version):
+        """Point a model tag (`live` or `staging`) of a dataset at a version."""
+        self.world.models.set_tag(self.world.dataset(project, dataset), tag, version)
+
+    def delete_model_version(self, project, dataset, version):
+        """Remove a model version: its validation answers 404 from now on (tags and streams may still name it)."""
+        self.world.models.delete_version(self.world.dataset(project, dataset), version)
+
+    def add_audit_events(self, n=1, at=None) -> list:
+        """Append n audit events, 1 s apart, from `at` (epoch ms; default: the last n seconds before now); returns them."""
+        return self.world.audit.add(n, at)
+
     def _stream(self, project, dataset, stream):
         return self.world.stream(project, dataset, stream)
 

@@ -14,6 +14,10 @@ Permissions per route (403 names the first missing one):
   POST .../streams/<name>/advance                                          Consume streams, View labels
   POST .../streams/<name>/fetch                                            Consume streams, View labels
   POST .../streams/<name>/reset                                            Consume streams, View labels
+  GET  /api/v1/datasets/<p>/<d>/model-tags                                 View labels
+  GET  /api/v1/datasets/<p>/<d>/labellers/<version>/validation             View labels
+  POST /api/v1/sources/<p>/<s>/statistics                                  View sources
+  POST /api/v1/audit_events/query                                          Read audit logs (IXP Audit Log Viewer)
   /_emulator/...                                                           none (test controls)
 """
 
@@ -30,6 +34,7 @@ from urllib.parse import parse_qs, unquote
 import orjson
 
 from .faults import RESULTS_KINDS, Fault
+from .insights import AUDIT_PERMISSION, count_comments, thread_properties
 from .world import ApiError, _parse_time_ms
 
 HTML_TEMPLATE = "<html><body><h1>%d %s</h1></body></html>"
@@ -409,7 +414,38 @@ def h_export(w, tok, q, b, project, source):
             raise ApiError(400, "Invalid %s" % name) from None
 
     after = (q.get("after") or [None])[0] or None
-    return 200, w.export(src, ts("from_timestamp"), ts("to_timestamp"), after, limit)
+    body = w.export(src, ts("from_timestamp"), ts("to_timestamp"), after, limit)
+    if (q.get("include_thread_properties") or [""])[0].lower() == "true":
+        body["thread_properties"] = [thread_properties(c) for c in body["comments"]]
+    return 200, body
+
+
+def h_model_tags(w, tok, q, b, project, ds):
+    w.check(tok, project, ["View labels"])
+    w.require_project(project)
+    return 200, {"status": "ok", "model_tags": w.models.model_tags(w.dataset(project, ds))}
+
+
+def h_validation(w, tok, q, b, project, ds, version):
+    w.check(tok, project, ["View labels"])
+    w.require_project(project)
+    d = w.dataset(project, ds)
+    if not version.isdigit():
+        raise ApiError(400, "Invalid model version %r: expected an integer" % version)
+    return 200, {"status": "ok", "validation": w.models.validation(d, int(version))}
+
+
+def h_source_statistics(w, tok, q, b, project, source):
+    w.check(tok, project, ["View sources"])
+    w.require_project(project)
+    src = w.source(project, source)
+    return 200, {"status": "ok", "statistics": {"num_comments": count_comments(w, src, b.get("comment_filter"))}}
+
+
+def h_audit_events(w, tok, q, b):
+    # Tenant-wide: "Read audit logs" (the IXP Audit Log Viewer role), on no particular project.
+    w.check(tok, None, [AUDIT_PERMISSION])
+    return 200, w.audit.query(b)
 
 
 STREAM_OPS = {"results": ("GET", h_results), "advance": ("POST", h_advance), "reset": ("POST", h_reset),
@@ -433,6 +469,8 @@ def match(method, s):
                 return want("GET", "sources", h_sources_project, (s[3],))
             if n == 5:
                 return want("GET", "sources", h_source, (s[3], s[4]))
+            if n == 6 and s[5] == "statistics":
+                return want("POST", "statistics", h_source_statistics, (s[3], s[4]))
         elif n >= 3 and s[2] == "datasets":
             if n == 3:
                 return want("GET", "datasets", h_datasets_all)
@@ -448,6 +486,12 @@ def match(method, s):
                 if n == 8 and s[7] in STREAM_OPS:
                     m, fn = STREAM_OPS[s[7]]
                     return want(m, s[7], fn, (s[3], s[4], s[6]))
+            elif n == 6 and s[5] == "model-tags":
+                return want("GET", "model-tags", h_model_tags, (s[3], s[4]))
+            elif n == 8 and s[5] == "labellers" and s[7] == "validation":
+                return want("GET", "validation", h_validation, (s[3], s[4], s[6]))
+        elif n == 4 and s[2] == "audit_events" and s[3] == "query":
+            return want("POST", "audit_events", h_audit_events)
     elif n == 6 and s[0] == "api" and s[1] == "_private" and s[2] == "sources" and s[5] == "comments":
         return want("GET", "comments", h_export, (s[3], s[4]))
     return None, None, ()

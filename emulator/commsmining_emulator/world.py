@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 
 from . import generator as g
 
-ALL_PERMISSIONS = ["View sources", "View labels", "View streams", "Consume streams"]  # every permission a served route checks
+ALL_PERMISSIONS = ["View sources", "View labels", "View streams", "Consume streams", "Read audit logs"]  # every permission a served route checks
 DEFAULT_TOKEN = "emulator-token"
 DEFAULT_MODEL_VERSION = 3
 SAME_CREATED_EVERY = 50  # every 50th generated comment shares created_at with its predecessor
@@ -432,6 +432,12 @@ class World:
         self.projects = set()
         self.streams_by_id = {}
         self._build()
+        from .insights import AuditLog, Models  # model history and audit log (insights.py imports this module)
+
+        self.models = Models(self)
+        self.models.build()
+        self.audit = AuditLog(self)
+        self.audit.build()
 
     # ------------------------------------------------------------------ scenario
     def _src(self, project, name, title, description, created_ms, kind="unknown"):
