@@ -90,3 +90,18 @@ def test_a_stalled_proxy_is_bounded_by_the_response_deadline(tmp_path, proxied_e
     assert elapsed < 45, f"took {elapsed:.0f} s"
     assert setup.proxy.connects and not setup.proxy.saw(setup.emu.token)
     assert not [m for m in messages if m["type"] == "RECORD"]
+
+
+def test_a_plain_http_loopback_endpoint_is_never_sent_to_a_proxy(tmp_path):
+    """HTTP_PROXY would carry a plain-http request, token and all, to the proxy in clear: loopback calls go direct."""
+    from commsmining_emulator import Emulator
+
+    from integration_tests.conftest import _env, connector_config
+    from integration_tests.connect_proxy import PROXY_ENV_NAMES, ConnectProxy
+
+    with Emulator(seed=7, comments=50) as emu, ConnectProxy() as proxy:
+        env = {k: v for k, v in _env().items() if k not in PROXY_ENV_NAMES}
+        env.update(HTTP_PROXY=proxy.url, http_proxy=proxy.url, ALL_PROXY=proxy.url)
+        result, messages, _ = _run(tmp_path, env, "read", connector_config(emu), configured_catalog("sources", "stream_results"))
+        assert result.returncode == 0 and not _errors(messages), result.stdout[-2000:]
+        assert emu.request_log and not proxy.refused and not proxy.connects and not proxy.client_bytes

@@ -321,6 +321,10 @@ class DeadlineAdapter(requests.adapters.HTTPAdapter):
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         """The proxy's pool manager (HTTPS_PROXY and the like), with the same deadline pools: without
         them a call through a proxy would wait the read timeout for headers that never come."""
+        password = requests.utils.urlparse(proxy).password
+        if password:
+            register_secret(requests.utils.unquote(password))  # masked like the token, from the first call on
+            register_secret(password)
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         if not proxy.lower().startswith("socks"):  # a SOCKS manager has its own connection classes
             manager.pool_classes_by_scheme = dict(_POOLS)
