@@ -201,12 +201,18 @@ RECORD_PROBES: Tuple[str, ...] = ()
 def mask_line(text: str) -> str:
     """One line for stdout or stderr, masked (run._MaskedStream): through mask if a probe is in it, else as it is.
     With no probe (no token registered) only the CDK's own registry is applied."""
+    if text.startswith('{"type":"RECORD"'):
+        for probe in RECORD_PROBES:  # a loop, not any(): this runs for every record
+            if probe in text:
+                return mask(text)
+        return text if PROBES else filter_secrets(text)
     if not PROBES:
         return filter_secrets(text)
-    if text.startswith('{"type":"RECORD"'):
-        return mask(text) if any(probe in text for probe in RECORD_PROBES) else text
     folded = text.casefold()
-    return mask(text) if any(probe in folded for probe in PROBES) else text
+    for probe in PROBES:
+        if probe in folded:
+            return mask(text)
+    return text
 
 
 def is_plausible_secret(secret: object) -> bool:
