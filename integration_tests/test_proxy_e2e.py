@@ -73,6 +73,7 @@ def test_a_read_of_every_stream_goes_through_the_proxy_and_never_shows_it_the_to
     assert not setup.proxy.saw(setup.emu.token) and not setup.proxy.refused
 
 
+@pytest.mark.runs_long(13)
 @pytest.mark.parametrize("mode, fault", [("trickle", None), ("silent", None), ("forward", "hang")],
                          ids=["proxy-trickles-its-connect-answer", "proxy-never-answers", "server-hangs-behind-the-proxy"])
 def test_a_stalled_proxy_is_bounded_by_the_response_deadline(tmp_path, proxied_emulator, mode, fault):
