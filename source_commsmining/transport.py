@@ -15,7 +15,10 @@ one header byte every half second would hold the read forever (each byte restart
 timeout). `DeadlineAdapter`, mounted on the session of every requester (the manifest's requester class,
 deadline_requester.DeadlineHttpRequester, mounts it: the declarative streams' and api.CmApi's), starts
 the same deadline *before sending* and has the watchdog shut the connection's socket if the
-headers are not in by then; the hook then bounds the body with what is left. It also caps the
+connection is not set up (a proxy's answer to CONNECT, the TLS handshake) or the headers are not
+in by then; the hook then bounds the body with what is left. Behind a proxy (HTTPS_PROXY, read from
+the environment by the CDK's HttpClient, Session.merge_environment_settings) the proxy's pool
+manager gets the same pools; a plain-http call (loopback only) never goes to a proxy. It also caps the
 decompressed body (`MAX_BODY_BYTES`): a small gzip body can inflate to gigabytes.
 
 A redirect to another host (requests rightly drops the Authorization header there) or a redirect
