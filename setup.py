@@ -7,6 +7,7 @@ from setuptools import find_packages, setup
 # newest 7.x (`make test-cdk-latest`), so a release that breaks one fails loudly.
 MAIN_REQUIREMENTS = [
     "airbyte-cdk>=7.39.1,<8",
+    "idna>=3",  # config.py: an internationalised host is refused with its ASCII (punycode) form
     "orjson>=3.9",
     "pendulum>=3.0",
 ]

@@ -36,7 +36,8 @@ PROJECT, DATASET = "acme", "collections"
 
 # The readers authenticate with a token shaped like a real one (long, mixed case) rather than the
 # emulator's all-lower-case default: the connector scans every output line for the token's
-# probes (run._MaskedStream), and a token with capitals costs it two scans, not one.
+# probes (errors.mask_line), and a token with capitals costs it three scans of a record line (as is,
+# lower- and upper-cased), not two.
 BENCH_TOKEN = "Kq7ZtR2mXw9LbV4nHc8JpE3sYd6FgU1aTk5WoN0iMe"
 
 # Goals (issue #20): steady-state records/s of the connector / the reference reader with no added latency,

@@ -275,3 +275,22 @@ def pyairbyte_source():
         return source
 
     return configure
+
+
+@pytest.fixture
+def proxied_emulator(tmp_path):
+    """`start(mode="forward", **emulator_args)`: an emulator served over TLS behind a CONNECT proxy on loopback
+    (integration_tests/connect_proxy.py), with the environment (HTTPS_PROXY, REQUESTS_CA_BUNDLE) that routes a
+    connector process through both. Stopped at the test's end."""
+    from contextlib import ExitStack
+
+    from integration_tests.connect_proxy import ConnectProxy, proxied_tls_emulator
+
+    with ExitStack() as stack:
+        def start(mode: str = "forward", **emulator_args: Any):
+            emu = stack.enter_context(Emulator(**{"seed": 7, "comments": 300, "scenario": "default", **emulator_args}))
+            proxy = stack.enter_context(ConnectProxy(mode))
+            directory = Path(tempfile.mkdtemp(dir=tmp_path))
+            return proxied_tls_emulator(emu, proxy, directory, _env())
+
+        yield start

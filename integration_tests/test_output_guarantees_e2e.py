@@ -125,3 +125,39 @@ def test_a_state_airbyte_would_ignore_is_refused_with_what_to_do(emulator, state
     error = next(m["trace"]["error"] for m in messages if m["type"] == "TRACE")
     assert error["failure_type"] == "config_error" and words in error["message"] and "Clear" in error["message"]
     assert emulator.stream_state(*TRIAGE.values())["position"] == 0
+
+
+_SD = {"stream_descriptor": {"name": "stream_results"}}
+_PARTITION = {"project": "acme", "dataset": "collections", "stream": "triage"}
+
+
+@pytest.mark.parametrize(
+    "state, where",
+    [
+        ([1, 2], "$[0]"),
+        ("x", "at $:"),
+        (5, "at $:"),
+        ([{"type": "STREAM", "stream": {**_SD, "stream_state": [1]}}], "$[0].stream.stream_state"),
+        ([{"type": "STREAM", "stream": {**_SD, "stream_state": "x"}}], "$[0].stream.stream_state"),
+        ([{"type": "STREAM", "stream": [1]}], "$[0].stream"),
+        ([{"type": "STREAM", "stream": {"stream_descriptor": "stream_results", "stream_state": {}}}], "$[0].stream.stream_descriptor"),
+        ([{"type": "GLOBAL", "global": {"stream_states": {"stream_results": {}}}}], "$[0].global.stream_states"),
+        ([{"type": 5, "stream": {}}], "$[0].type"),
+        ([{"type": "STREAM", "stream": {**_SD, "stream_state": {"states": [[1]]}}}], "stream_state.states[0]"),
+        ([{"type": "STREAM", "stream": {**_SD, "stream_state": {"states": [{"partition": _PARTITION, "cursor": "c"}]}}}],
+         "stream_state.states[0].cursor"),
+    ],
+    ids=["list-of-numbers", "string", "number", "stream_state-list", "stream_state-string", "stream-list", "descriptor-string",
+         "global-stream_states-object", "type-number", "states-entry-list", "cursor-string"],
+)
+def test_a_state_file_of_the_wrong_shape_is_a_config_error_saying_where_and_how_to_clear_it(tmp_path, emulator, state, where):
+    result = _run(tmp_path, "read", config=connector_config(emulator), catalog=configured_catalog("sources", "stream_results"), state=state)
+    messages = _parse(result.stdout)
+    errors = [m["trace"]["error"] for m in messages if m["type"] == "TRACE" and m["trace"].get("type") == "ERROR"]
+    assert result.returncode != 0 and errors, result.stdout[-2000:] + result.stderr[-2000:]
+    message = errors[-1]["message"]
+    assert errors[-1]["failure_type"] == "config_error", message
+    assert "wrong shape" in message and where in message and "Clear" in message, message
+    assert "TypeError" not in message and "instance_path" not in message, message
+    assert not any(m["type"] == "RECORD" for m in messages)
+    assert emulator.stream_state(*TRIAGE.values())["position"] == 0

@@ -117,6 +117,25 @@ def test_a_token_echoed_in_an_error_body_is_printed_nowhere(command, status):
         assert ("401" in error["message"] or "403" in error["message"]), error["message"]
 
 
+def _case_variants(token: str) -> List[str]:
+    """The token upper-cased, lower-cased, title-cased and with its case swapped, as a server may echo it."""
+    return [token.upper(), token.lower(), token.title(), token.swapcase()]
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
+def test_a_token_echoed_in_another_case_by_a_refused_advance_is_printed_nowhere(debug):
+    """A 400 on advance quoting the Authorization header upper-cased (and in other cases): LOG, TRACE and DEBUG lines."""
+    echoes = " ".join(f"Bearer {variant}" for variant in _case_variants(TOKEN))
+    body = {"status": "error", "message": f"bad sequence for BEARER {TOKEN.upper()} ({echoes})"}
+    with MisbehavingServer() as server:
+        server.script("POST advance", Answer(400, body=body))
+        result = run("read", config(server, max_retries=0), configured_catalog("stream_results"), debug=debug, process=True)
+        error = check_invariants(server, result)
+    output = result.raw + result.stderr
+    assert error is not None and "****" in error["message"], result.raw[-2000:]
+    assert TOKEN.casefold() not in output.casefold(), "a case variant of the token was printed"
+
+
 def test_a_latin1_token_is_masked_in_the_debug_log_in_every_form():
     token = "tökén-secret-77"
     with MisbehavingServer() as server:

@@ -5,7 +5,9 @@ import logging
 import re
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Mapping, MutableMapping, Optional
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
+
+import idna
 
 import jsonschema
 from urllib3.util import parse_url
@@ -104,6 +106,7 @@ def validate_endpoint(endpoint: Any) -> None:
             f"`api_endpoint` {shown!r} is not a URL: set it to your tenant URL, e.g. https://acme.reinfer.io "
             "or https://cloud.uipath.com/<org>/<tenant>/reinfer_."
         )
+    _refuse_non_ascii_host(text, parts, shown)
     try:
         connects_to = (parse_url(api_base_url(text)).host or "").strip("[]").lower()
         parts.port  # a port that is not a number raises here
@@ -121,6 +124,33 @@ def validate_endpoint(endpoint: Any) -> None:
         )
     if parts.query or parts.fragment:
         raise config_error("`api_endpoint` must not contain a query or fragment: give the tenant URL only.")
+
+
+def _refuse_non_ascii_host(text: str, parts: SplitResult, shown: str) -> None:
+    """An internationalised host (`tënant.reinfer.io`): the URL parsers read it differently (urllib keeps it,
+    the HTTP client connects to its punycode), so it is refused with the ASCII URL to write instead."""
+    host = parts.hostname or ""
+    if host.isascii():
+        return
+    try:
+        ascii_host = idna.encode(host, uts46=True, std3_rules=True).decode("ascii")
+    except idna.IDNAError as error:
+        raise config_error(
+            f"`api_endpoint` {shown!r} has a host, {host!r}, that is neither ASCII nor a valid internationalised "
+            f"domain name ({error}): give your tenant URL as the UiPath Communications Mining UI shows it, e.g. "
+            "https://acme.reinfer.io."
+        )
+    netloc = parts.netloc
+    start = netloc.lower().rfind(host)
+    if start < 0:  # the netloc spells the host in other case or form than urllib's lower-cased hostname
+        netloc = ascii_host + (f":{parts.port}" if parts.port else "")
+    else:
+        netloc = netloc[:start] + ascii_host + netloc[start + len(host):]
+    ascii_url = parts._replace(netloc=netloc).geturl()
+    raise config_error(
+        f"`api_endpoint` {shown!r} has a host that is not ASCII ({host!r}). Write the host in its ASCII (punycode) "
+        f"form: set `api_endpoint` to {ascii_url}"
+    )
 
 
 def configured_streams(config: MutableMapping[str, Any]) -> List[CmStream]:

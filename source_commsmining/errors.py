@@ -4,9 +4,12 @@
 secret can reach the output: as given, JSON-escaped (the CDK's debug log writes `\\u00f6` for
 `ö`), JSON-escaped twice (a log line inside a serialized message), URL-encoded, and as bytes
 (`b'...\\xc3\\xb6...'` in an encoding error), Python-repr-escaped (`--debug` prints header dicts),
-and upper-cased. A server may also echo a token cut short or split by a line break: every run of
-`FRAGMENT` characters of the secret is masked too. Still unmasked: pieces shorter than that, and
-re-encodings of pieces (base64 of a part, say), which no fixed list of forms can cover.
+each of those of the secret as given, upper-cased and lower-cased. A server may also echo a token
+cut short or split by a line break: every run of `FRAGMENT` characters of the secret is masked too.
+Every form and fragment is matched whatever its case (a server that upper-cases its message, or
+title-cases it, echoes `BEARER GOOD-TOKEN`): mask compares case-folded texts (`_fold`). Still
+unmasked: pieces shorter than FRAGMENT, and re-encodings of pieces (base64 of a part, say), which
+no fixed list of forms can cover.
 
 A secret shorter than MIN_SECRET_LENGTH is not registered (config.validate_token refuses it as a
 token): masking "a" would mask every "a" of every line. And a masked form never replaces the
@@ -14,6 +17,7 @@ Airbyte protocol's own words where they stand as JSON strings (`"type"`, `"strea
 name...): a token that happens to be such a word must not break every message.
 """
 
+import itertools
 import json
 import re
 from typing import List, Optional, Set, Tuple
@@ -48,8 +52,47 @@ PROTOCOL_WORDS = (
 _PROTECTED = re.compile('("(?:' + "|".join(map(re.escape, sorted(PROTOCOL_WORDS, key=len, reverse=True))) + ')")')
 
 
+def _fold(text: str) -> str:
+    """`text` case-folded character by character, as long as `text`: a match in it is a match, whatever the case, in `text`.
+
+    A character whose folding is longer (`ß` -> `ss`) stays as it is; its upper-cased echo (`SS`)
+    is caught by the forms of the upper-cased secret (secret_forms)."""
+    folded = text.casefold()
+    if len(folded) == len(text):
+        return folded  # casefold maps character by character: no character grew, so none changed length
+    return "".join(char if len(char.casefold()) != 1 else char.casefold() for char in text)
+
+
 def secret_forms(secret: str) -> Set[str]:
-    """Every spelling of `secret` that output could carry."""
+    """Every spelling of `secret` that output could carry, of each of its case variants (_case_variants)."""
+    forms: Set[str] = set()
+    for variant in _case_variants(secret):
+        forms.update(_spellings(variant))
+    return {form for form in forms if form}
+
+
+_MAX_CASED = 4  # non-ASCII letters whose cases are combined (2 ** 4 variants at most)
+
+
+def _case_variants(secret: str) -> Set[str]:
+    """The secret as given, upper- and lower-cased, and with each combination of cases of its non-ASCII letters.
+
+    mask folds the case of what it reads, which covers any case of the plain spelling and of the
+    ASCII letters of an escaped one; but an escaped non-ASCII letter (`\\u00f6`, `%C3%B6`) spells its
+    case in digits: an echo in mixed case is caught by the spellings of these variants. A secret with
+    more than _MAX_CASED such letters gets the first three variants only."""
+    variants = {secret, secret.upper(), secret.lower()}
+    cased = [index for index, char in enumerate(secret) if not char.isascii() and char.lower() != char.upper()]
+    if len(cased) <= _MAX_CASED:
+        for cases in itertools.product((str.lower, str.upper), repeat=len(cased)):
+            chars = list(secret.lower())
+            for index, case in zip(cased, cases):
+                chars[index] = case(secret[index])
+            variants.add("".join(chars))
+    return variants
+
+
+def _spellings(secret: str) -> Set[str]:
     forms = {secret, repr(secret)[1:-1]}
     for ensure_ascii in (True, False):
         escaped = json.dumps(secret, ensure_ascii=ensure_ascii)[1:-1]
@@ -63,7 +106,7 @@ def secret_forms(secret: str) -> Set[str]:
             forms.add(repr(secret.encode(encoding))[2:-1])
         except UnicodeEncodeError:
             pass
-    return {form for form in forms if form}
+    return forms
 
 
 def secret_fragments(secret: str) -> Set[str]:
@@ -72,6 +115,11 @@ def secret_fragments(secret: str) -> Set[str]:
     if len(secret) < MIN_SECRET_LENGTH or size >= len(secret):
         return set()
     return {secret[start : start + size] for start in range(len(secret) - size + 1)}
+
+
+def _folded_fragments(secret: str) -> Set[str]:
+    """The fragments of the secret and of its upper-cased spelling (longer where a letter is: `ß` -> `SS`), folded."""
+    return {_fold(fragment) for variant in (secret, secret.upper()) for fragment in secret_fragments(variant)}
 
 
 def _probe_pieces(secret: str, forms: Set[str]) -> Set[str]:
@@ -98,9 +146,20 @@ _PLAIN = re.compile(r"[A-Za-z0-9._~-]+")
 
 
 def _full_form_probes(secret: str, forms: Set[str]) -> Set[str]:
-    """The secret's longest run of characters no encoding changes, as is and lowercased: in every form."""
+    """The secret's longest run of characters no encoding changes, as is, lower- and upper-cased: in every form
+    but one in mixed case (a RECORD line is a comment the API stored, not an echo: see PROBES)."""
     longest = max(_PLAIN.findall(secret), key=len, default="")
-    return {longest, longest.lower()} if len(longest) >= _PROBE else set(forms)
+    return {longest, longest.lower(), longest.upper()} if len(longest) >= _PROBE else set(forms)
+
+
+def _folded_probes(secret: str) -> Set[str]:
+    """Probes of the secret as given and upper-cased, case-folded: one of them is in the folded text of any line
+    that holds a form or fragment of the secret, in any case. casefold maps each character on its own, so a piece
+    of a line, folded, is a piece of the line folded."""
+    probes: Set[str] = set()
+    for variant in _case_variants(secret):
+        probes.update(probe.casefold() for probe in _probe_pieces(variant, _spellings(variant)))
+    return probes
 
 
 def register_secret(secret: str) -> None:
@@ -109,13 +168,14 @@ def register_secret(secret: str) -> None:
         return
     global _ordered
     forms = secret_forms(secret)
-    fragments = secret_fragments(secret)
+    folded_forms = {_fold(form) for form in forms}
+    fragments = _folded_fragments(secret) - folded_forms
     if forms - _forms or fragments - _fragments:
         _forms.update(forms)
-        _fragments.update(fragments - forms)
-        _ordered = sorted(_forms, key=len, reverse=True)
-        _fragile.update(form for form in forms | fragments if any(form in word for word in PROTOCOL_WORDS))
-        _probes.update(_probe_pieces(secret, forms))
+        _fragments.update(fragments)
+        _ordered = sorted({_fold(form) for form in _forms}, key=len, reverse=True)
+        _fragile.update(form for form in folded_forms | fragments if any(form in _fold(word) for word in PROTOCOL_WORDS))
+        _probes.update(_folded_probes(secret))
         _record_probes.update(_full_form_probes(secret, forms))
         global PROBES, RECORD_PROBES
         PROBES = tuple(sorted(_probes, key=len, reverse=True))
@@ -123,50 +183,62 @@ def register_secret(secret: str) -> None:
     for form in forms:
         # The CDK's entrypoint replaces its list when it reads the config: add back what it lacks. A fragile
         # form stays out of it: the CDK's filter would replace it inside the protocol's words.
-        if form not in _fragile and filter_secrets(form) == form:
+        if _fold(form) not in _fragile and filter_secrets(form) == form:
             add_to_secrets(form)
 
 
-# Pieces of the registered secrets: a line that holds none of them holds no masked form or fragment
-# (run._MaskedStream). A RECORD line is probed for the full forms only (RECORD_PROBES: two long
-# probes, as cheap as before fragments were masked): records come from 2xx bodies the API built
-# from comments, while an echo of a token cut short comes in an error, which is printed in a LOG or
-# TRACE line. Probing every record for fragments would cost ~5x the pre-check per line.
+# Pieces of the registered secrets: a line whose case-folded text holds none of PROBES (folded)
+# holds no masked form or fragment in any case (mask_line). A RECORD line is probed for the full
+# forms only, as is, lower- and upper-cased, without folding the line (RECORD_PROBES: three long
+# probes): records come from 2xx bodies the API built from comments, while an echo of a token cut
+# short or in another case comes in an error, which is printed in a LOG or TRACE line. Probing every
+# record for fragments would cost ~5x the pre-check per line, and folding each record line ~1 us
+# (ASCII) to ~14 us (not ASCII) per record.
 PROBES: Tuple[str, ...] = ()
 RECORD_PROBES: Tuple[str, ...] = ()
+
+
+def mask_line(text: str) -> str:
+    """One line for stdout or stderr, masked (run._MaskedStream): through mask if a probe is in it, else as it is.
+    With no probe (no token registered) only the CDK's own registry is applied."""
+    if text.startswith('{"type":"RECORD"'):
+        for probe in RECORD_PROBES:  # a loop, not any(): this runs for every record
+            if probe in text:
+                return mask(text)
+        return text if PROBES else filter_secrets(text)
+    if not PROBES:
+        return filter_secrets(text)
+    folded = text.casefold()
+    for probe in PROBES:
+        if probe in folded:
+            return mask(text)
+    return text
 
 
 def is_plausible_secret(secret: object) -> bool:
     return isinstance(secret, str) and len(secret) >= MIN_SECRET_LENGTH and not any(secret in word for word in PROTOCOL_WORDS)
 
 
-def _replace(text: str, form: str) -> str:
-    if form not in _fragile:
-        return text.replace(form, MASK)
-    parts = _PROTECTED.split(text)  # odd items are the protocol's words, kept as they are
-    return "".join(part if index % 2 else part.replace(form, MASK) for index, part in enumerate(parts))
-
-
 def mask(text: str) -> str:
-    """`text` with every registered secret form and fragment (and anything the CDK's registry holds) replaced."""
+    """`text` with every registered secret form and fragment, in any case (and anything the CDK's registry holds), replaced."""
     if not text:
         return text
-    for form in _ordered:
-        if form in text:
-            text = _replace(text, form)
-    if _fragments:
-        text = _mask_fragments(text)
+    if _ordered or _fragments:
+        text = _mask_spans(text)
     return filter_secrets(text)
 
 
-def _mask_fragments(text: str) -> str:
-    """Replaces each stretch of overlapping fragments with one MASK: a token cut short is masked whole."""
+def _mask_spans(text: str) -> str:
+    """Replaces each stretch of overlapping forms and fragments with one MASK: a token cut short is masked whole.
+    Found in the folded text, which is as long as `text`: a span there is the same span in `text`."""
+    folded = _fold(text)
     spans = []
-    for fragment in _fragments:
-        start = text.find(fragment)
-        while start != -1:
-            spans.append((start, start + len(fragment), fragment))
-            start = text.find(fragment, start + 1)
+    for pieces in (_ordered, _fragments):
+        for fragment in pieces:
+            start = folded.find(fragment)
+            while start != -1:
+                spans.append((start, start + len(fragment), fragment))
+                start = folded.find(fragment, start + 1)
     if not spans:
         return text
     protected = [match.span() for match in _PROTECTED.finditer(text)] if _fragile else []

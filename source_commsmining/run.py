@@ -3,7 +3,7 @@
 The CDK's `launch()`, plus what it leaves out and the platform needs, all at the one place
 where messages are written:
 
-- every line written to stdout or stderr is masked (errors.mask: every form of the API token),
+- every line written to stdout or stderr is masked (errors.mask: every form of the API token, in any case),
   whatever the server echoed back and whichever part of the CDK or the connector wrote it;
 - SIGINT (Ctrl-C) and SIGTERM (Airbyte's cancel) end like any other failure: what was printed
   (states included) is flushed, a TRACE says the sync was interrupted, the exit code is
@@ -41,12 +41,12 @@ from airbyte_cdk.models import (
 from airbyte_cdk.sources.utils.schema_helpers import split_config
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets, get_secrets, update_secrets
+from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 
 from source_commsmining import errors, liveness
 from source_commsmining.console import Interrupted, interrupt
 from source_commsmining.config import endpoint_secrets, validate_against_spec
-from source_commsmining.errors import is_plausible_secret, mask, register_secret
+from source_commsmining.errors import is_plausible_secret, register_secret
 from source_commsmining.source import SourceCommsmining
 
 
@@ -123,26 +123,14 @@ def start_watch() -> None:
 
 
 class _MaskedStream:
-    """sys.stdout / sys.stderr for the run: every write goes through errors.mask.
-
-    mask scans each line for every registered form and fragment of the token; a line that holds
-    none of errors.PROBES (pieces that every form and fragment contains) cannot hold any of them,
-    so most lines skip the scans; a RECORD line is probed for the full forms only (see errors.PROBES). With no probe (no token registered) only the CDK's own
-    registry is applied.
-    """
+    """sys.stdout / sys.stderr for the run: every write goes through errors.mask_line (most lines
+    skip the mask's scans after a cheap probe; see errors.PROBES)."""
 
     def __init__(self, stream: TextIO):
         self._stream = stream
 
     def write(self, text: str) -> int:
-        for probe in errors.RECORD_PROBES if text.startswith('{"type":"RECORD"') else errors.PROBES:
-            if probe in text:
-                text = mask(text)
-                break
-        else:
-            if not errors.PROBES:
-                text = filter_secrets(text)
-        return self._stream.write(text)
+        return self._stream.write(errors.mask_line(text))
 
     def flush(self) -> None:
         self._stream.flush()

@@ -2,6 +2,8 @@
 
 import json
 import logging
+
+import jsonschema
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from airbyte_cdk.models import (
@@ -26,7 +28,7 @@ from source_commsmining.errors import config_error
 from source_commsmining.flat_tables import TABLES as RESULTS_TABLES
 from source_commsmining.records import first_few
 from source_commsmining.results_reader import ResultsReader
-from source_commsmining.state import ResultsState
+from source_commsmining.state import ResultsState, json_path
 
 CHECK_MAX_RETRIES = 2
 COMMENTS = "comments"
@@ -116,6 +118,7 @@ class SourceCommsmining(YamlDeclarativeSource):
                     f"this connector wrote (its states are a few levels deep). {CLEAR_STATE_HINT}"
                 )
             _refuse_legacy_state(raw)
+            _refuse_misshapen_state(raw, state_path)
         return super().read_state(state_path)
 
     def _validate(self):
@@ -280,3 +283,73 @@ def _refuse_legacy_state(raw: Any) -> None:
                 f"messages (and GLOBAL ones without shared state), and would otherwise ignore it and read as if "
                 f"there were no state. {CLEAR_STATE_HINT}"
             )
+
+
+_DESCRIPTOR = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {"name": {"type": "string"}, "namespace": {"type": ["string", "null"]}},
+}
+_STREAM_STATE = {
+    "type": "object",
+    "required": ["stream_descriptor"],
+    "properties": {"stream_descriptor": _DESCRIPTOR, "stream_state": {"type": ["object", "null"]}},
+}
+# The shape of a state file the CDK reads (a list of STREAM or GLOBAL state messages), down to each
+# stream's state, which must be an object: what the CDK would otherwise refuse with an empty path or a
+# Python TypeError. What a stream's state holds is checked by its reader (state.ResultsState for the results tables).
+STATE_FILE_SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["type"],
+        "properties": {"type": {"enum": ["STREAM", "GLOBAL"]}},
+        "allOf": [
+            {"if": {"properties": {"type": {"const": "STREAM"}}}, "then": {"required": ["stream"], "properties": {"stream": _STREAM_STATE}}},
+            {
+                "if": {"properties": {"type": {"const": "GLOBAL"}}},
+                "then": {
+                    "required": ["global"],
+                    "properties": {
+                        "global": {
+                            "type": "object",
+                            "required": ["stream_states"],
+                            "properties": {
+                                "shared_state": {"type": ["object", "null"]},
+                                "stream_states": {"type": "array", "items": _STREAM_STATE},
+                            },
+                        }
+                    },
+                },
+            },
+        ],
+    },
+}
+_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number", type(None): "null"}
+
+
+def _refuse_misshapen_state(raw: Any, state_path: str) -> None:
+    """A state file that is not a list of state messages down to each stream's state object: a config_error
+    saying where in the file and what was found, instead of the CDK's schema error or a TypeError."""
+    if raw is None:
+        return  # `null`, like `[]`: no state (the CDK reads both so)
+    errors = list(jsonschema.Draft7Validator(STATE_FILE_SCHEMA).iter_errors(raw))
+    if not errors:
+        return
+    first = min(error.absolute_path[0] if error.absolute_path else -1 for error in errors)  # the first message at fault
+    error = jsonschema.exceptions.best_match(e for e in errors if (e.absolute_path[0] if e.absolute_path else -1) == first)
+    found = _JSON_TYPES.get(type(error.instance), type(error.instance).__name__)
+    if error.validator == "required":
+        problem = error.message.replace("is a required property", "is missing")
+    elif error.validator in ("enum", "const"):
+        problem = f"{json.dumps(error.instance)[:60]} is not STREAM or GLOBAL"
+    else:
+        expected = " or ".join(_JSON_TYPES.get({"object": dict, "array": list, "string": str, "null": type(None)}.get(t), t)
+                               for t in ([error.validator_value] if isinstance(error.validator_value, str) else error.validator_value))
+        problem = f"{found} ({json.dumps(error.instance, default=str)[:60]}) where {expected} is expected"
+    raise config_error(
+        f"The state file {state_path} is of the wrong shape at {json_path(error.absolute_path)}: {problem}. A state "
+        "file is a list of state messages ({\"type\": \"STREAM\", \"stream\": {\"stream_descriptor\": {\"name\": ...}, "
+        "\"stream_state\": {...}}}), as Airbyte passes them; this one was edited by hand or written by something else. "
+        f"{CLEAR_STATE_HINT} Run by hand, remove the file (or pass no --state) to sync without state."
+    )

@@ -105,6 +105,11 @@ def _shown(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def json_path(path: Iterable[Any], root: str = "$") -> str:
+    """`$[0].stream.stream_state`: where in a JSON document a path of keys and indexes leads."""
+    return root + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+
+
 def _legacy_shape(raw: Any) -> Optional[str]:
     """What a state of another shape than this connector's looks like, in words; None if it is not one."""
     if not isinstance(raw, Mapping):
@@ -268,9 +273,9 @@ def _parse_table(
     try:
         jsonschema.validate(raw, STATE_SCHEMA)
     except jsonschema.ValidationError as error:
-        path = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         message = (
-            f"The state given for {table} is not one this connector wrote ({path}: {error.message}). "
+            f"The state given for {table} is of the wrong shape at {json_path(error.absolute_path, 'stream_state')} "
+            f"(in its state message): {error.message}. It is not one this connector wrote. "
             f"It may have been edited by hand or come from another connector. {_CLEAR_STATE}"
         )
         raise config_error(message)

@@ -15,7 +15,10 @@ one header byte every half second would hold the read forever (each byte restart
 timeout). `DeadlineAdapter`, mounted on the session of every requester (the manifest's requester class,
 deadline_requester.DeadlineHttpRequester, mounts it: the declarative streams' and api.CmApi's), starts
 the same deadline *before sending* and has the watchdog shut the connection's socket if the
-headers are not in by then; the hook then bounds the body with what is left. It also caps the
+connection is not set up (a proxy's answer to CONNECT, the TLS handshake) or the headers are not
+in by then; the hook then bounds the body with what is left. Behind a proxy (HTTPS_PROXY, read from
+the environment by the CDK's HttpClient, Session.merge_environment_settings) the proxy's pool
+manager gets the same pools; a plain-http call (loopback only) never goes to a proxy. It also caps the
 decompressed body (`MAX_BODY_BYTES`): a small gzip body can inflate to gigabytes.
 
 A redirect to another host (requests rightly drops the Authorization header there) or a redirect
@@ -262,15 +265,23 @@ class _SocketCloser:
 
 
 class _HeadersWithinDeadline:
-    """urllib3 connection mix-in: the status line and headers are read under the watchdog."""
+    """urllib3 connection mix-in: the connection's set-up (a proxy's CONNECT answer, the TLS handshake)
+    and the status line and headers are read under the watchdog. (Before the socket exists, the
+    connect timeout bounds the TCP connect.)"""
+
+    def connect(self, *args: Any, **kwargs: Any) -> Any:
+        return self._within_deadline(super().connect, *args, **kwargs)  # type: ignore[misc]
 
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        return self._within_deadline(super().getresponse, *args, **kwargs)  # type: ignore[misc]
+
+    def _within_deadline(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         ends = getattr(_pending, "ends", None)
         if ends is None:
-            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+            return call(*args, **kwargs)
         entry = _WATCHDOG.watch(_SocketCloser(self), ends)
         try:
-            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+            return call(*args, **kwargs)
         except BaseException:
             if entry[2] or time.monotonic() >= ends:
                 _pending.fired = True
@@ -295,6 +306,9 @@ class _DeadlineHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _DeadlineHTTPSConnection
 
 
+_POOLS = {"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool}
+
+
 class DeadlineAdapter(requests.adapters.HTTPAdapter):
     """requests' HTTPAdapter, with the response deadline started before the request is sent.
 
@@ -305,9 +319,28 @@ class DeadlineAdapter(requests.adapters.HTTPAdapter):
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool}
+        self.poolmanager.pool_classes_by_scheme = dict(_POOLS)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """The proxy's pool manager (HTTPS_PROXY and the like), with the same deadline pools: without
+        them a call through a proxy would wait the read timeout for headers that never come."""
+        password = requests.utils.urlparse(proxy).password
+        if password:
+            register_secret(requests.utils.unquote(password))  # masked like the token, from the first call on
+            register_secret(password)
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):  # a SOCKS manager has its own connection classes
+            manager.pool_classes_by_scheme = dict(_POOLS)
+        return manager
 
     def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None, *args: Any, **kwargs: Any) -> requests.Response:
+        if (request.url or "").lower().startswith("http:"):  # ignore-https-check
+            # Plain http is for loopback only (config.validate_endpoint), which no proxy could reach for us;
+            # through an HTTP_PROXY the request, token included, would cross to the proxy in clear.
+            if len(args) >= 3:  # verify, cert, proxies given by position
+                args = args[:2] + ({},) + args[3:]
+            else:
+                kwargs["proxies"] = {}
         deadline = deadline_seconds(timeout)
         _pending.ends, _pending.fired = time.monotonic() + deadline, False
         try:

@@ -55,3 +55,26 @@ def test_a_token_an_http_header_cannot_carry_is_refused_without_repeating_it(tok
 
 def test_a_latin1_token_is_accepted():
     validate_config(config(api_token="tökén-secret-77"), _spec())
+
+
+@pytest.mark.parametrize(
+    "endpoint, ascii_url",
+    [
+        ("https://tënant.reinfer.io", "https://xn--tnant-nsa.reinfer.io"),
+        ("https://TËNANT.reinfer.io:8443/api/", "https://xn--tnant-nsa.reinfer.io:8443/api/"),
+        ("https://münchen.example.com/org/tenant/reinfer_", "https://xn--mnchen-3ya.example.com/org/tenant/reinfer_"),
+    ],
+)
+def test_an_internationalised_host_is_refused_with_the_ascii_url_to_write(endpoint, ascii_url):
+    with pytest.raises(AirbyteTracedException) as raised:
+        validate_config(config(api_endpoint=endpoint), _spec())
+    message = raised.value.message
+    assert "`api_endpoint`" in message and "ASCII (punycode)" in message and message.endswith(f"set `api_endpoint` to {ascii_url}")
+    assert "parser" not in message
+    validate_config(config(api_endpoint=ascii_url), _spec())  # what it says to write is accepted
+
+
+def test_a_host_that_is_no_internationalised_name_is_refused_naming_api_endpoint():
+    with pytest.raises(AirbyteTracedException) as raised:
+        validate_config(config(api_endpoint="https://a\u200db.reinfer.io"), _spec())
+    assert "`api_endpoint`" in raised.value.message and "nor a valid internationalised domain name" in raised.value.message

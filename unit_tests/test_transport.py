@@ -146,3 +146,13 @@ def test_a_403_body_that_echoes_the_token_is_not_repeated_in_the_message():
         with pytest.raises(AirbyteTracedException) as raised:
             api.results(TRIAGE)
     assert TOKEN not in raised.value.message and "bad token: Bearer ****" in raised.value.message
+
+
+# ------------------------------------------------------------------ behind a proxy
+def test_a_proxy_s_connections_keep_the_response_deadline_and_its_password_is_masked():
+    from source_commsmining import transport
+
+    manager = transport.DeadlineAdapter().proxy_manager_for("http://someone:proxy-pass%2Fword-42@127.0.0.1:3128")
+    assert manager.pool_classes_by_scheme == transport._POOLS  # the CONNECT tunnel, TLS and headers under the deadline
+    assert "proxy-pass/word-42" not in mask("ProxyError: http://someone:proxy-pass/word-42@127.0.0.1:3128")
+    assert "proxy-pass%2Fword-42" not in mask("ProxyError: http://someone:proxy-pass%2Fword-42@127.0.0.1:3128")
