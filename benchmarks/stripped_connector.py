@@ -53,7 +53,7 @@ def _bytes_output() -> None:
     from airbyte_cdk.entrypoint import AirbyteEntrypoint
     from airbyte_cdk.models import Type
 
-    from source_commsmining import run
+    from source_commsmining import launch
 
     serialize = AirbyteEntrypoint.airbyte_message_to_string
 
@@ -66,7 +66,7 @@ def _bytes_output() -> None:
         return serialize(message)
 
     AirbyteEntrypoint.airbyte_message_to_string = staticmethod(to_line)
-    masked_output = run.masked_output
+    masked_output = launch.masked_output
 
     class _Output:
         def __init__(self):
@@ -87,13 +87,13 @@ def _bytes_output() -> None:
         def __exit__(self, *exc):
             return self._context.__exit__(*exc)
 
-    run.masked_output = _Output
+    launch.masked_output = _Output
 
 
 def _no_mask() -> None:
-    from source_commsmining import run
+    from source_commsmining import masking
 
-    run._MaskedStream.write = lambda self, text: self._stream.write(text)
+    masking.MaskedStream.write = lambda self, text: self._stream.write(text)
 
 
 def _reference_columns() -> None:

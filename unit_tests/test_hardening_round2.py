@@ -93,11 +93,11 @@ def test_a_token_cut_short_split_or_in_repr_form_is_masked():
 
 
 def test_the_masked_stream_probes_catch_a_cut_short_echo_in_a_log_line():
-    from source_commsmining.run import _MaskedStream
+    from source_commsmining.masking import MaskedStream
 
     register_secret(TOKEN)
     out = io.StringIO()
-    _MaskedStream(out).write(json.dumps({"type": "LOG", "log": {"level": "ERROR", "message": f"bad token {TOKEN[:-2]}"}}) + "\n")
+    MaskedStream(out).write(json.dumps({"type": "LOG", "log": {"level": "ERROR", "message": f"bad token {TOKEN[:-2]}"}}) + "\n")
     assert TOKEN[:16] not in out.getvalue() and "****" in out.getvalue()
 
 

@@ -1,4 +1,4 @@
-"""run._MaskedStream skips the mask for lines without the token's probe: that shortcut must never let a form through.
+"""masking.MaskedStream skips the mask for lines without the token's probe: that shortcut must never let a form through.
 
 Every registered form of a token without capitals and of one with capitals (URL-encoded forms are
 registered lower-cased too), written inside a record-sized line, must come out masked.
@@ -9,7 +9,7 @@ import io
 import pytest
 
 from source_commsmining.errors import MASK, register_secret, secret_forms
-from source_commsmining.run import _MaskedStream
+from source_commsmining.masking import MaskedStream
 
 TOKENS = ("lowercase.token-4711/abc", "MiXeD.Case+Token/Äb=9Qz")
 
@@ -18,7 +18,7 @@ TOKENS = ("lowercase.token-4711/abc", "MiXeD.Case+Token/Äb=9Qz")
 def test_every_form_of_the_token_is_masked(token):
     register_secret(token)
     out = io.StringIO()
-    stream = _MaskedStream(out)
+    stream = MaskedStream(out)
     padding = "x" * 2000
     for form in sorted(secret_forms(token)):
         out.seek(0)
@@ -33,5 +33,5 @@ def test_lines_without_the_token_pass_unchanged(token):
     register_secret(token)
     out = io.StringIO()
     line = '{"type":"RECORD","record":{"data":{"subject":"Ölpreis ✓ 42"}}}\n'
-    _MaskedStream(out).write(line)
+    MaskedStream(out).write(line)
     assert out.getvalue() == line
