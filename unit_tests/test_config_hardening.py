@@ -4,7 +4,7 @@ import pytest
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_commsmining import SourceCommsmining
-from source_commsmining.config import AddApiBaseUrl, validate_config
+from source_commsmining.config import validate_config
 from unit_tests.conftest import config
 
 
@@ -16,8 +16,7 @@ def _spec():
 
 def test_whole_number_floats_become_integers_in_the_transformation_and_in_validation():
     cfg = config(max_results=16.0, max_filtered=5.0, parallel_streams=2.0, max_records_per_sync=100.0, max_retries=3.0)
-    transformed = dict(cfg)
-    AddApiBaseUrl().transform(transformed)
+    transformed = dict(SourceCommsmining(config=cfg)._config)  # the manifest's config_normalization_rules
     validated = dict(cfg)
     validate_config(validated, _spec())
     for result in (transformed, validated):
