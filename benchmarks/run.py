@@ -36,10 +36,10 @@ PROJECT, DATASET = "acme", "collections"
 
 # The readers authenticate with a token shaped like a real one (long, mixed case) rather than the
 # emulator's all-lower-case default: the connector scans every output line for the token's
-# probes (run._MaskedStream), and a token with capitals costs it two scans, not one.
+# probes (masking.MaskedStream), and a token with capitals costs it two scans, not one.
 BENCH_TOKEN = "Kq7ZtR2mXw9LbV4nHc8JpE3sYd6FgU1aTk5WoN0iMe"
 
-# Goals (issue #20): steady-state records/s of the connector / the reference reader with no added latency,
+# Goals: steady-state records/s of the connector / the reference reader with no added latency,
 # and 4 CM streams read at 100 ms per call / one stream.
 NO_LATENCY_GOAL = 0.85
 MULTI_STREAM_GOAL = 3.5

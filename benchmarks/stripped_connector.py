@@ -13,7 +13,7 @@ what to take out first:
   serialisation to a str that the PrintBuffer encodes again;
 - `mask`: no token scan of output lines;
 - `columns`: only the reference reader's columns (uid, project, dataset, stream, created_at,
-  comment, prediction, continuation), not the promoted columns of issue #19.
+  comment, prediction, continuation), not the promoted columns.
 
 Each of these is something the connector must not drop (the CDK's requester, error handling and
 backoff; the CDK's message path; the token mask; the columns), so this file patches the

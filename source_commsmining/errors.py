@@ -128,7 +128,7 @@ def register_secret(secret: str) -> None:
 
 
 # Pieces of the registered secrets: a line that holds none of them holds no masked form or fragment
-# (run._MaskedStream). A RECORD line is probed for the full forms only (RECORD_PROBES: two long
+# (masking.MaskedStream). A RECORD line is probed for the full forms only (RECORD_PROBES: two long
 # probes, as cheap as before fragments were masked): records come from 2xx bodies the API built
 # from comments, while an echo of a token cut short comes in an error, which is printed in a LOG or
 # TRACE line. Probing every record for fragments would cost ~5x the pre-check per line.

@@ -57,7 +57,7 @@ PROBE = textwrap.dedent(
         after_flush = "MARKER-1" in on_disk()
         os.write(2, f"before={before_flush} after={after_flush}\\n".encode())
 
-    # The console script's loop (run.run): each line written through masked_output, as launch() prints.
+    # The console script's loop (launch.launch): each line written through masked_output, as launch() prints.
     with masked_output() as write:
         for message in generator():
             write(AirbyteEntrypoint.airbyte_message_to_string(message))
@@ -87,7 +87,7 @@ def test_a_yielded_state_is_on_the_fd_after_flush_even_when_stdout_is_a_pipe_or_
 
 
 def test_launch_prints_each_message_through_the_print_buffer_as_run_does():
-    """run.run mirrors launch(): if launch changes shape, re-read it and update masking.masked_output."""
+    """launch.launch mirrors the CDK's launch(): if launch changes shape, re-read it and update masking.masked_output."""
     import inspect
 
     from airbyte_cdk.entrypoint import launch

@@ -1,4 +1,4 @@
-"""Config cases from issue #13: whole-number floats, dot segments as names, tokens an HTTP header cannot carry."""
+"""Config values at the edges: whole-number floats, dot segments as names, tokens an HTTP header cannot carry."""
 
 import pytest
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
