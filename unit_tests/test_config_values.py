@@ -54,3 +54,13 @@ def test_a_token_an_http_header_cannot_carry_is_refused_without_repeating_it(tok
 
 def test_a_latin1_token_is_accepted():
     validate_config(config(api_token="tökén-secret-77"), _spec())
+
+
+def test_the_manifest_turns_every_whole_number_float_of_the_integer_settings_into_an_integer():
+    # The manifest's config_normalization_rules list the settings one by one: in step with config.INTEGER_SETTINGS.
+    from source_commsmining.config import INTEGER_SETTINGS
+
+    transformed = SourceCommsmining(config=config(**{name: 7.0 for name in INTEGER_SETTINGS}))._config
+    assert {name: (transformed[name], type(transformed[name])) for name in INTEGER_SETTINGS} == {name: (7, int) for name in INTEGER_SETTINGS}
+    kept = SourceCommsmining(config=config(max_results=7.5, max_retries=True))._config
+    assert (kept["max_results"], kept["max_retries"]) == (7.5, True)  # left to validation, which names the field
