@@ -40,7 +40,7 @@ PROJECT, DATASET = "acme", "collections"
 # lower- and upper-cased), not two.
 BENCH_TOKEN = "Kq7ZtR2mXw9LbV4nHc8JpE3sYd6FgU1aTk5WoN0iMe"
 
-# Goals (issue #20): steady-state records/s of the connector / the reference reader with no added latency,
+# Goals: steady-state records/s of the connector / the reference reader with no added latency,
 # and 4 CM streams read at 100 ms per call / one stream.
 NO_LATENCY_GOAL = 0.85
 MULTI_STREAM_GOAL = 3.5

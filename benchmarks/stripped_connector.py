@@ -13,7 +13,7 @@ what to take out first:
   serialisation to a str that the PrintBuffer encodes again;
 - `mask`: no token scan of output lines;
 - `columns`: only the reference reader's columns (uid, project, dataset, stream, created_at,
-  comment, prediction, continuation), not the promoted columns of issue #19.
+  comment, prediction, continuation), not the promoted columns.
 
 Each of these is something the connector must not drop (the CDK's requester, error handling and
 backoff; the CDK's message path; the token mask; the columns), so this file patches the
@@ -53,7 +53,7 @@ def _bytes_output() -> None:
     from airbyte_cdk.entrypoint import AirbyteEntrypoint
     from airbyte_cdk.models import Type
 
-    from source_commsmining import run
+    from source_commsmining import launch
 
     serialize = AirbyteEntrypoint.airbyte_message_to_string
 
@@ -66,7 +66,7 @@ def _bytes_output() -> None:
         return serialize(message)
 
     AirbyteEntrypoint.airbyte_message_to_string = staticmethod(to_line)
-    masked_output = run.masked_output
+    masked_output = launch.masked_output
 
     class _Output:
         def __init__(self):
@@ -87,13 +87,13 @@ def _bytes_output() -> None:
         def __exit__(self, *exc):
             return self._context.__exit__(*exc)
 
-    run.masked_output = _Output
+    launch.masked_output = _Output
 
 
 def _no_mask() -> None:
-    from source_commsmining import run
+    from source_commsmining import masking
 
-    run._MaskedStream.write = lambda self, text: self._stream.write(text)
+    masking.MaskedStream.write = lambda self, text: self._stream.write(text)
 
 
 def _reference_columns() -> None:

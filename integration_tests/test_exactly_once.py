@@ -13,7 +13,7 @@ real HTTP. Over many rounds, with new uploads before each, a seeded RNG picks wh
 - `source`: the connector alone is SIGKILLed while it reads; PyAirbyte raises and commits nothing.
 - `clean`: nothing goes wrong.
 
-and three paths that lost comments every time (issue #17) run deterministically:
+and three paths that would lose comments every time run deterministically:
 
 - `first_sync_killed`: the very first sync of the cache dies while it reads; the next one re-runs.
 - `lost_state_row`: PyAirbyte writes a stream's state in two commits (delete the row, commit,

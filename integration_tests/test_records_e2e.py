@@ -1,9 +1,9 @@
 """Keys, promoted columns, untimed created_at and the comments lookback, end to end against the emulator.
 
 The console script runs as a subprocess against the emulator over loopback HTTP. Each test says
-what it would have caught: a second sync blocked by a garbage watermark (#13 bug 4), a late upload
-or an updated comment an incremental `comments` sync never exports (#12.5), two streams' rows
-collapsed by a key without the stream, promoted columns empty on every record (#12.3, #12.4).
+what it would catch: a second sync blocked by a garbage watermark, a late upload or an updated
+comment an incremental `comments` sync never exports, two streams' rows collapsed by a key without
+the stream, promoted columns empty on every record.
 """
 
 from collections import Counter
@@ -64,7 +64,7 @@ def test_two_overlapping_streams_are_keyed_apart_and_every_promoted_column_is_fi
 
 
 def test_a_garbage_created_at_alone_in_the_first_batch_does_not_block_the_stream(emu):
-    """#13 bug 4: it became the watermark, the next sync's reset to it got a 400, and the stream was stuck for good."""
+    """Were it the watermark, the next sync's reset to it would get a 400, and the stream would be stuck for good."""
     dataset = emu.world.dataset("acme", "collections")
     generated = dataset.comment
     dataset.comment = lambda i: {**generated(i), "created_at": "garbage"} if i == 0 else generated(i)

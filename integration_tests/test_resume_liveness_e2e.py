@@ -1,4 +1,4 @@
-"""Issue 17 items 1-3 and issue 18.6 over real HTTP: a failed first sync is idempotent, a reset never moves a
+"""Over real HTTP: a failed first sync is idempotent, a reset never moves a
 stream forward past comments not delivered, and no advance is sent once the reader or the parent is gone."""
 
 import json

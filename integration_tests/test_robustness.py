@@ -1,4 +1,4 @@
-"""The connector against a misbehaving API (issue #13): every case ends with a clear TRACE or a
+"""The connector against a misbehaving API: every case ends with a clear TRACE or a
 success, never a bare traceback or a hang; nothing is advanced past a batch that was not printed
 with its STATE; the token, in any form, appears nowhere in stdout or stderr.
 
@@ -48,7 +48,7 @@ def run(
 
 
 def _table_row(row: Dict[str, Any]) -> None:
-    if os.environ.get("ROBUSTNESS_TABLE"):  # one line per case, for the issue's closing table
+    if os.environ.get("ROBUSTNESS_TABLE"):  # one line per case, for a summary table
         with open(os.environ["ROBUSTNESS_TABLE"], "a") as table:
             case = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
             table.write(json.dumps({"case": case, "advanced_without_state": 0, "token_printed": 0, "hung": 0, **row}) + "\n")
@@ -290,7 +290,7 @@ def test_a_result_of_an_unexpected_shape_never_loses_or_hangs(case):
         assert TRIAGE_KEY in error["message"] or "stream_results" in error["message"], error["message"]
 
 
-# ------------------------------------------------------------------ issue #18: hangs, bombs, redirects, exhausted retries
+# ------------------------------------------------------------------ hangs, bombs, redirects, exhausted retries
 DEADLINE = {"SOURCE_COMMSMINING_RESPONSE_DEADLINE_SECONDS": "2"}
 
 
@@ -423,7 +423,7 @@ def test_odd_stream_definitions(definition, expected):
         assert "not a number" not in result.raw
 
 
-# ------------------------------------------------------------------ issue #18: the comments cursor
+# ------------------------------------------------------------------ the comments cursor
 COMMENTS_ROUTE = "GET /_private/sources/acme/mail/comments"
 SOURCE_ID = "0123456789abcdef"
 

@@ -1,4 +1,4 @@
-"""Config normalisation (run by the manifest) and the checks JSON schema cannot express."""
+"""The config checks JSON schema cannot express (the manifest's config_normalization_rules derive `api_base_url`)."""
 
 import ipaddress
 import logging
@@ -12,9 +12,6 @@ import idna
 import jsonschema
 from urllib3.util import parse_url
 from airbyte_cdk.sources.declarative.interpolation.macros import format_datetime
-from airbyte_cdk.sources.declarative.transformations.config_transformations.config_transformation import (
-    ConfigTransformation,
-)
 
 from source_commsmining.api import CmStream
 from source_commsmining.errors import MIN_SECRET_LENGTH, config_error, register_secret
@@ -43,17 +40,6 @@ def whole_numbers(config: MutableMapping[str, Any], names=INTEGER_SETTINGS) -> N
         value = config.get(name)
         if isinstance(value, float) and value.is_integer():
             config[name] = int(value)
-
-
-class AddApiBaseUrl(ConfigTransformation):
-    """Adds `api_base_url`, derived from `api_endpoint`, for the manifest's requesters; integer settings
-    given as whole-number floats (16.0) become integers."""
-
-    def transform(self, config: MutableMapping[str, Any]) -> None:
-        whole_numbers(config)
-        endpoint = config.get("api_endpoint")
-        if isinstance(endpoint, str) and endpoint.strip():
-            config["api_base_url"] = api_base_url(endpoint)
 
 
 def is_loopback(host: str) -> bool:

@@ -188,7 +188,7 @@ def register_secret(secret: str) -> None:
 
 
 # Pieces of the registered secrets: a line whose case-folded text holds none of PROBES (folded)
-# holds no masked form or fragment in any case (mask_line). A RECORD line is probed for the full
+# holds no masked form or fragment in any case (mask_line, used by masking.MaskedStream). A RECORD line is probed for the full
 # forms only, as is, lower- and upper-cased, without folding the line (RECORD_PROBES: three long
 # probes): records come from 2xx bodies the API built from comments, while an echo of a token cut
 # short or in another case comes in an error, which is printed in a LOG or TRACE line. Probing every
@@ -199,7 +199,7 @@ RECORD_PROBES: Tuple[str, ...] = ()
 
 
 def mask_line(text: str) -> str:
-    """One line for stdout or stderr, masked (run._MaskedStream): through mask if a probe is in it, else as it is.
+    """One line for stdout or stderr, masked (masking.MaskedStream): through mask if a probe is in it, else as it is.
     With no probe (no token registered) only the CDK's own registry is applied."""
     if text.startswith('{"type":"RECORD"'):
         for probe in RECORD_PROBES:  # a loop, not any(): this runs for every record

@@ -3,8 +3,8 @@
 A stream may be advanced only while someone reads what it delivered. Once stdout is broken, a
 signal stopped the sync or the parent process died, nothing more can be delivered, so no request
 that consumes (an advance, or a retry of one) may be sent: a late advance from an orphaned
-process could move the stream forward after the next sync rewound it (issue 17, item 2).
-`run.py` clears the flag; the reader and the requesters' authenticator (transport.py) check it.
+process could move the stream forward after the next sync rewound it.
+`launch.py`, `signals.py` and `parent_watch.py` clear the flag; the reader and the requesters' authenticator (transport.py) check it.
 """
 
 import threading

@@ -36,7 +36,7 @@ class _DaemonPool:
 
     Not a ThreadPoolExecutor: Python joins its (non-daemon) threads at exit, so a worker in an
     advance or its backoff would keep a process alive whose output nobody reads any more, and
-    finish the advance (issue 17, item 2). A daemon worker dies with the process.
+    finish the advance. A daemon worker dies with the process.
     """
 
     def __init__(self, size: int, name: str):

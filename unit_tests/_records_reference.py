@@ -1,5 +1,5 @@
 """FROZEN REFERENCE, for equivalence tests only: `source_commsmining/records.py` as it was before the
-per-record cost was cut (issue #20, commit 9c62399). Never import it from the connector; never edit it
+per-record cost was cut (commit 9c62399). Never import it from the connector; never edit it
 to follow a change of records.py: a deliberate change of what a record is must change the tests that
 compare against this copy (unit_tests/test_records_equivalence.py), not this copy.
 """
@@ -203,7 +203,7 @@ def build_record(
 ) -> Dict[str, Any]:
     """The record of one result; a column whose source has an odd shape is null/empty and named in `problems`.
 
-    Cost (32-result batch of the emulator's `triage` stream, timeit; see the report of issue #19):
+    Cost (32-result batch of the emulator's `triage` stream, timeit):
     about 10-13 us per record, against 8 us for the former fast path alone.
     """
     comment = result["comment"]

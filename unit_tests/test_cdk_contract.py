@@ -34,7 +34,7 @@ from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from source_commsmining import SourceCommsmining
 from source_commsmining.api import REQUESTERS
 from source_commsmining.errors import register_secret
-from source_commsmining.run import CommsminingEntrypoint
+from source_commsmining.entrypoint import CommsminingEntrypoint
 from unit_tests.conftest import config
 
 PROBE = textwrap.dedent(
@@ -42,7 +42,7 @@ PROBE = textwrap.dedent(
     import os, sys
     from airbyte_cdk.entrypoint import AirbyteEntrypoint
     from source_commsmining import messages
-    from source_commsmining.run import masked_output
+    from source_commsmining.masking import masked_output
 
     out_path = sys.argv[1]
 
@@ -57,7 +57,7 @@ PROBE = textwrap.dedent(
         after_flush = "MARKER-1" in on_disk()
         os.write(2, f"before={before_flush} after={after_flush}\\n".encode())
 
-    # The console script's loop (run.run): each line written through masked_output, as launch() prints.
+    # The console script's loop (launch.launch): each line written through masked_output, as launch() prints.
     with masked_output() as write:
         for message in generator():
             write(AirbyteEntrypoint.airbyte_message_to_string(message))
@@ -87,7 +87,7 @@ def test_a_yielded_state_is_on_the_fd_after_flush_even_when_stdout_is_a_pipe_or_
 
 
 def test_launch_prints_each_message_through_the_print_buffer_as_run_does():
-    """run.run mirrors launch(): if launch changes shape, re-read it and update run.masked_output."""
+    """launch.launch mirrors the CDK's launch(): if launch changes shape, re-read it and update masking.masked_output."""
     import inspect
 
     from airbyte_cdk.entrypoint import launch
@@ -275,7 +275,7 @@ def test_the_comments_cursor_is_bounded_where_the_cdk_observes_each_record():
 
 
 def test_the_entrypoint_sets_up_its_secret_filter_through_the_overridable_static_method():
-    """run.CommsminingEntrypoint.set_up_secret_filter leaves out tokens too short to mask; the CDK must call it."""
+    """entrypoint.CommsminingEntrypoint.set_up_secret_filter leaves out tokens too short to mask; the CDK must call it."""
     import inspect
 
     assert inspect.getsource(AirbyteEntrypoint.check).count("self.set_up_secret_filter(") == 1

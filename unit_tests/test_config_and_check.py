@@ -26,6 +26,12 @@ def test_endpoint_forms(endpoint, expected):
     assert api_base_url(endpoint) == expected
 
 
+@pytest.mark.parametrize("endpoint", ["https://acme.reinfer.io", " https://acme.reinfer.io/API/ ", "https://cloud.uipath.com/org/tenant/reinfer_/api/", "https://acme.reinfer.io//"])
+def test_the_manifest_derives_the_base_url_validation_checks(endpoint):
+    # The requesters use the manifest's `api_base_url`; validation reads the host from config.api_base_url.
+    assert SourceCommsmining(config={"api_endpoint": endpoint})._config["api_base_url"] == api_base_url(endpoint)
+
+
 class _Status:
     def __init__(self, raw):
         self.status = Status(raw["status"])

@@ -310,7 +310,7 @@ def test_403_on_comments_names_the_permission():
 
 
 def test_label_defs_cover_every_label_group_and_a_name_repeats_only_across_groups():
-    """Issue #19: labels in `label_groups[]` (other taxonomies) were lost; the key has the group."""
+    """Labels in `label_groups[]` (other taxonomies) are kept, and the key has the group."""
     groups = [
         {"name": "default", "label_defs": [{"name": "Billing"}, {"name": "Complaint"}], "label_collection_name": None,
          "trainable": True, "hidden": False, "instructions": ""},

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of /results bodies (issue #13): valid bodies generated from the API's own
+"""Property-based fuzzing of /results bodies: valid bodies generated from the API's own
 JSON Schema, then mutated (a field dropped, retyped or nested; the bytes truncated or garbage
 inserted), served over loopback HTTP by the misbehaving server and read by the real CmApi and
 ResultsReader. On every example:
@@ -183,7 +183,7 @@ def test_a_mutated_results_body_never_loses_hangs_or_leaks(server, api_factory, 
     leaked = [form for form in secret_forms(TOKEN) for text in texts if form in text]
     assert not leaked, leaked
     assert not server.overflowed
-    if os.environ.get("FUZZ_STATS"):  # one line per example, for the issue's closing table
+    if os.environ.get("FUZZ_STATS"):  # one line per example, for a summary table
         with open(os.environ["FUZZ_STATS"], "a") as stats:
             stats.write(json.dumps({"outcome": "TRACE" if error else "success", "message": error.message[:200] if error else "",
                                     "records": sum(1 for m in printed if m.type == Type.RECORD), "advances": len(server.advances)}) + "\n")

@@ -1,4 +1,4 @@
-"""run._MaskedStream skips the mask for lines without the token's probe: that shortcut must never let a form through.
+"""masking.MaskedStream skips the mask for lines without the token's probe: that shortcut must never let a form through.
 
 Every registered form of a token without capitals and of one with capitals (URL-encoded forms are
 registered lower-cased too), written inside a record-sized line, must come out masked.
@@ -9,7 +9,7 @@ import io
 import pytest
 
 from source_commsmining.errors import MASK, register_secret, secret_forms
-from source_commsmining.run import _MaskedStream
+from source_commsmining.masking import MaskedStream
 
 TOKENS = ("lowercase.token-4711/abc", "MiXeD.Case+Token/Äb=9Qz")
 
@@ -18,7 +18,7 @@ TOKENS = ("lowercase.token-4711/abc", "MiXeD.Case+Token/Äb=9Qz")
 def test_every_form_of_the_token_is_masked(token):
     register_secret(token)
     out = io.StringIO()
-    stream = _MaskedStream(out)
+    stream = MaskedStream(out)
     padding = "x" * 2000
     for form in sorted(secret_forms(token)):
         out.seek(0)
@@ -33,7 +33,7 @@ def test_lines_without_the_token_pass_unchanged(token):
     register_secret(token)
     out = io.StringIO()
     line = '{"type":"RECORD","record":{"data":{"subject":"Ölpreis ✓ 42"}}}\n'
-    _MaskedStream(out).write(line)
+    MaskedStream(out).write(line)
     assert out.getvalue() == line
 
 
@@ -75,7 +75,7 @@ def test_the_token_in_any_case_and_spelling_is_masked_in_any_line(token, cases, 
     echoed = SPELLINGS[spelling](_in_case(token, cases))
     text = f"{before}{echoed}{after}"
     out = io.StringIO()
-    _MaskedStream(out).write(json.dumps({"type": "LOG", "log": {"level": "ERROR", "message": text}}, ensure_ascii=False) + "\n")
+    MaskedStream(out).write(json.dumps({"type": "LOG", "log": {"level": "ERROR", "message": text}}, ensure_ascii=False) + "\n")
     for printed in (mask(text), out.getvalue()):
         assert echoed.casefold() not in printed.casefold(), printed
         assert token.casefold() not in printed.casefold(), printed
@@ -85,5 +85,5 @@ def test_the_token_in_any_case_and_spelling_is_masked_in_any_line(token, cases, 
 def test_an_upper_cased_echo_in_a_record_line_is_masked(token):
     register_secret(token)
     out = io.StringIO()
-    _MaskedStream(out).write(f'{{"type":"RECORD","record":{{"data":{{"text":"echo {token.upper()} {token.lower()}"}}}}}}\n')
+    MaskedStream(out).write(f'{{"type":"RECORD","record":{{"data":{{"text":"echo {token.upper()} {token.lower()}"}}}}}}\n')
     assert token.upper() not in out.getvalue() and token.lower() not in out.getvalue() and MASK in out.getvalue()

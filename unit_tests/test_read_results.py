@@ -185,7 +185,7 @@ def test_an_unconfirmed_resume_advances_then_resets_to_the_watermark_then_advanc
     assert m.request_history[1].qs["max_results"] == ["1"]  # the peek
     assert reset.request_history[0].json() == {"to_comment_created_at": "2024-02-01T00:00:07.000000Z"}
     assert [h.json() for h in advance.request_history[:2]] == [{"sequence_id": "b7"}] * 2
-    # A CM stream no longer configured is dropped from the state, with one warning (#18.15).
+    # A CM stream no longer configured is dropped from the state, with one warning.
     final = _state_dict(output.state_messages[-1])["states"]
     assert [entry["partition"]["stream"] for entry in final] == ["triage"]
     [dropped] = [log.log.message for log in output.logs if "no longer configured" in log.log.message]
@@ -271,7 +271,7 @@ def test_sources_scoped_to_a_project():
 
 @pytest.mark.parametrize("configured, sent", [({}, "1024"), ({"max_filtered": 50}, "50")])
 def test_max_filtered_is_sent_by_default_at_the_api_maximum(configured, sent):
-    """Issue #19: without it, filtered-out comments count towards max_results (about 9x the calls on a 1-in-10 filter)."""
+    """Without it, filtered-out comments count towards max_results (about 9x the calls on a 1-in-10 filter)."""
     with requests_mock.Mocker() as m:
         definition(m)
         m.get(stream_url(), json=batch([1], "b1", False))

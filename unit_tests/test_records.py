@@ -1,8 +1,8 @@
 """stream_results records on an in-memory API: model_version, odd shapes, watermarks that are not times, old states.
 
-Regression tests for issue #13 bug 4 (a `created_at` that is not a time became the state's
-watermark, and every later sync from that state failed) and #12.4 (model_version from the stream
-definition, general field confidence as the plain number).
+A `created_at` that is not a time must never become the state's watermark (every later sync from
+that state would fail); model_version comes from the stream definition, and a general field's
+confidence is the plain number.
 """
 
 from typing import Any, Dict, List, Optional
@@ -75,7 +75,7 @@ def sync(queue: Queue, state: Optional[Dict[str, Any]] = None, cap: Optional[int
 
 
 def test_a_first_batch_of_only_untimed_comments_leaves_no_watermark_and_the_next_sync_goes_on():
-    """#13 bug 4: garbage alone in the first batch of a first sync used to become the watermark; the next sync failed."""
+    """Garbage alone in the first batch of a first sync must not become the watermark: the next sync would fail."""
     queue = Queue([comment(1, created_at="garbage")] + [comment(i) for i in range(2, 6)], batch=1)
     records, state, warnings = sync(queue, cap=1)
     assert [r["created_at"] for r in records] == ["garbage"]  # delivered as the API sent it
@@ -182,7 +182,7 @@ def test_odd_shapes_are_delivered_with_empty_columns_and_one_warning_per_batch()
 
 
 def test_each_predicted_occurrence_keeps_its_own_fields_and_stream_labels_names_a_label_once():
-    """Issue #19: two occurrences of "Billing > Refund" (10.00 and 20.00) were two identical entries and a doubled name."""
+    """Two occurrences of "Billing > Refund" (10.00 and 20.00) are two distinct entries, and the name is not doubled."""
     from source_commsmining.records import build_records
 
     def refund(amount: str, extraction: float) -> Dict[str, Any]:

@@ -1,4 +1,4 @@
-"""records.py gives exactly what its pre-optimisation version gave (issue #20), on every input.
+"""records.py gives exactly what its pre-optimisation version gave, on every input.
 
 `unit_tests/_records_reference.py` is a frozen copy of records.py from before its per-record cost
 was cut. For valid API bodies (generated from the API's shapes, as in test_properties.py), the

@@ -2,7 +2,7 @@
 
 No state -> reset to the start position (stream_created / date) or, opt-in, read from the current
 position. Confirmed state -> advance only. Unconfirmed -> advance, peek, reset, advance. A refused
-continuation is found before any reset and never leads to a reset forward (issue 18.6).
+continuation is found before any reset and never leads to a reset forward.
 """
 
 import pytest

@@ -1,10 +1,10 @@
-"""Config cases from issue #13: whole-number floats, dot segments as names, tokens an HTTP header cannot carry."""
+"""Config values at the edges: whole-number floats, dot segments as names, tokens an HTTP header cannot carry."""
 
 import pytest
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_commsmining import SourceCommsmining
-from source_commsmining.config import AddApiBaseUrl, validate_config
+from source_commsmining.config import validate_config
 from unit_tests.conftest import config
 
 
@@ -16,8 +16,7 @@ def _spec():
 
 def test_whole_number_floats_become_integers_in_the_transformation_and_in_validation():
     cfg = config(max_results=16.0, max_filtered=5.0, parallel_streams=2.0, max_records_per_sync=100.0, max_retries=3.0)
-    transformed = dict(cfg)
-    AddApiBaseUrl().transform(transformed)
+    transformed = dict(SourceCommsmining(config=cfg)._config)  # the manifest's config_normalization_rules
     validated = dict(cfg)
     validate_config(validated, _spec())
     for result in (transformed, validated):
@@ -78,3 +77,13 @@ def test_a_host_that_is_no_internationalised_name_is_refused_naming_api_endpoint
     with pytest.raises(AirbyteTracedException) as raised:
         validate_config(config(api_endpoint="https://a\u200db.reinfer.io"), _spec())
     assert "`api_endpoint`" in raised.value.message and "nor a valid internationalised domain name" in raised.value.message
+
+
+def test_the_manifest_turns_every_whole_number_float_of_the_integer_settings_into_an_integer():
+    # The manifest's config_normalization_rules list the settings one by one: in step with config.INTEGER_SETTINGS.
+    from source_commsmining.config import INTEGER_SETTINGS
+
+    transformed = SourceCommsmining(config=config(**{name: 7.0 for name in INTEGER_SETTINGS}))._config
+    assert {name: (transformed[name], type(transformed[name])) for name in INTEGER_SETTINGS} == {name: (7, int) for name in INTEGER_SETTINGS}
+    kept = SourceCommsmining(config=config(max_results=7.5, max_retries=True))._config
+    assert (kept["max_results"], kept["max_retries"]) == (7.5, True)  # left to validation, which names the field
