@@ -38,13 +38,13 @@ class CmRequestBuilder:
         self._query_params: Union[str, Dict[str, str]] = {}
 
     def with_from_timestamp(self, from_timestamp: str, to_timestamp: str) -> "CmRequestBuilder":
-        """A comments export's first page: from the cursor's start to the sync's start, 256 comments a page."""
-        self._query_params = {"from_timestamp": from_timestamp, "to_timestamp": to_timestamp, "limit": COMMENTS_PAGE_SIZE}
+        """A comments export's first page: from the cursor's start to the sync's start, 256 comments a page, with their thread properties."""
+        self._query_params = {"from_timestamp": from_timestamp, "to_timestamp": to_timestamp, "limit": COMMENTS_PAGE_SIZE, "include_thread_properties": "true"}
         return self
 
     def with_after(self, continuation: str, to_timestamp: str) -> "CmRequestBuilder":
         """A comments export's next page: after the last page's continuation, no from_timestamp."""
-        self._query_params = {"after": continuation, "to_timestamp": to_timestamp, "limit": COMMENTS_PAGE_SIZE}
+        self._query_params = {"after": continuation, "to_timestamp": to_timestamp, "limit": COMMENTS_PAGE_SIZE, "include_thread_properties": "true"}
         return self
 
     def with_any_query_params(self) -> "CmRequestBuilder":
