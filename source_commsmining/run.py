@@ -31,10 +31,12 @@ from airbyte_cdk.entrypoint import AirbyteEntrypoint
 from airbyte_cdk.logger import PRINT_BUFFER
 from airbyte_cdk.models import (
     AirbyteErrorTraceMessage,
+    AirbyteLogMessage,
     AirbyteMessage,
     AirbyteTraceMessage,
     ConnectorSpecification,
     FailureType,
+    Level,
     TraceType,
     Type,
 )
@@ -45,7 +47,7 @@ from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets, get_secrets,
 
 from source_commsmining import errors, liveness
 from source_commsmining.console import Interrupted, interrupt
-from source_commsmining.config import endpoint_secrets, validate_against_spec
+from source_commsmining.config import credential_secrets, endpoint_secrets, validate_against_spec
 from source_commsmining.errors import is_plausible_secret, mask, register_secret
 from source_commsmining.source import SourceCommsmining
 
@@ -122,6 +124,23 @@ def start_watch() -> None:
     threading.Thread(target=_watch, args=(parent, fd), name="parent-watch", daemon=True).start()
 
 
+# The CDK prints a CONTROL message holding the whole migrated config (config_migrations, in the manifest:
+# a top-level api_token becomes `credentials`) for the platform to store. Masked, it would make the platform
+# store "****" as the token; unmasked, it would print the token. So it is not printed: the migration is
+# applied in memory on every run, and a LOG says how to store the new shape.
+_CONFIG_CONTROL = '{"type":"CONTROL","control":{"type":"CONNECTOR_CONFIG"'
+_MIGRATED_NOTE = AirbyteEntrypoint.airbyte_message_to_string(
+    AirbyteMessage(
+        type=Type.LOG,
+        log=AirbyteLogMessage(
+            level=Level.INFO,
+            message="This config holds a top-level `api_token` (the shape before sign-in methods): it is read as "
+            "`credentials` {auth_type: api_token}. Saving the connection's settings once stores the new shape.",
+        ),
+    )
+)
+
+
 class _MaskedStream:
     """sys.stdout / sys.stderr for the run: every write goes through errors.mask.
 
@@ -135,6 +154,8 @@ class _MaskedStream:
         self._stream = stream
 
     def write(self, text: str) -> int:
+        if text.startswith(_CONFIG_CONTROL):
+            text = _MIGRATED_NOTE
         for probe in errors.RECORD_PROBES if text.startswith('{"type":"RECORD"') else errors.PROBES:
             if probe in text:
                 text = mask(text)
@@ -281,13 +302,13 @@ def run(args: Optional[List[str]] = None) -> None:
     if own_process:
         start_watch()
     exit_code = 0
-    config, token, unreadable = None, None, None
+    config, unreadable = None, None
     try:
         config = _read_config(args)
-        token = (config or {}).get("api_token")
     except Exception as error:  # reported, as a TRACE, by _messages
         unreadable = error
-    register_secret(token)
+    for secret in credential_secrets(config) if isinstance(config, Mapping) else ():
+        register_secret(secret)
     for secret in endpoint_secrets((config or {}).get("api_endpoint") if isinstance(config, Mapping) else None):
         register_secret(secret)
     handlers = {}
