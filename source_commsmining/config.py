@@ -179,7 +179,9 @@ def validate_against_spec(config: Mapping[str, Any], spec_schema: Mapping[str, A
             missing = [name for name in error.validator_value if name not in (error.instance or {})]
             name = named.group(1) if named else (missing[0] if missing else "")
             field = f"{field}.{name}" if field and name else (field or name)
-        hint = (error.schema or {}).get("description", "") if error.validator != "required" else ""
+            hint = ((error.schema or {}).get("properties") or {}).get(name, {}).get("description", "")
+        else:
+            hint = (error.schema or {}).get("description", "")
         line = f"`{field or 'config'}`: {error.message}"
         if (error.schema or {}).get("airbyte_secret"):
             line = f"`{field}` is not valid: it must be a {(error.schema or {}).get('type', 'string')} (its value is not shown)"
@@ -245,8 +247,21 @@ def credential_secrets(config: Mapping[str, Any]) -> List[str]:
     return [secret for secret in found if isinstance(secret, str)]
 
 
+def as_migrated(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`config` as the manifest's config_migrations leave it, for a config checked before the source migrated it:
+    a top-level `api_token` without `credentials` is `credentials` {auth_type: api_token}."""
+    if "credentials" in config or "api_token" not in config:
+        return config
+    migrated = {key: value for key, value in config.items() if key != "api_token"}
+    migrated["credentials"] = {"auth_type": API_TOKEN, "api_token": config["api_token"]}
+    return migrated
+
+
 def validate_credentials(config: Mapping[str, Any]) -> None:
     """`credentials`: one of the two sign-in methods, complete, with a token endpoint the connector may call."""
+    if "credentials" not in config and "api_token" in config:
+        validate_token(config.get("api_token"), "api_token")  # as the user wrote it, before the migration
+        return
     credentials = config.get("credentials")
     if not isinstance(credentials, Mapping):
         raise config_error(
@@ -314,7 +329,7 @@ def validate_config(config: MutableMapping[str, Any], spec_schema: Optional[Mapp
     whole_numbers(config, _integer_settings(spec_schema))
     validate_credentials(config)  # before the spec: its oneOf error would say nothing useful
     if spec_schema is not None:
-        validate_against_spec(config, spec_schema)
+        validate_against_spec(as_migrated(config), spec_schema)
     validate_endpoint(config.get("api_endpoint"))
     validate_start_date(config.get("start_date"))
     _refuse_dot_segment("project", config.get("project"))

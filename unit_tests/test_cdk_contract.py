@@ -137,7 +137,8 @@ def test_check_validates_through_the_overridable_validate_connection(tmp_path):
 def test_the_entrypoint_replaces_the_secret_list_and_register_secret_adds_the_forms_back():
     token = "tökén-secret-77"
     escaped = json.dumps(token)[1:-1]
-    AirbyteEntrypoint.set_up_secret_filter({"api_token": token}, SourceCommsmining().spec(None).connectionSpecification)
+    credentials = {"auth_type": "api_token", "api_token": token}  # a secret inside the spec's oneOf
+    AirbyteEntrypoint.set_up_secret_filter({"credentials": credentials}, SourceCommsmining().spec(None).connectionSpecification)
     assert filter_secrets(token) == "****"
     register_secret(token)
     assert filter_secrets(escaped) == "****"
