@@ -147,3 +147,14 @@ def test_an_old_config_with_a_top_level_api_token_still_reads_and_prints_no_conf
     assert len(run.records) == len(emulator.consumed_uids("acme", "collections", "triage")) > 0
     assert not [m for m in run.messages if m["type"] == "CONTROL"]
     assert emulator.token not in run.raw + run.stderr
+
+
+def test_an_access_token_the_api_keeps_refusing_is_renewed_once_then_fails_naming_the_application():
+    with Emulator(seed=7, comments=20, token_lifetime=0) as emu:  # every token is expired on arrival
+        run = run_connector("check", oauth_config(emu))
+        status = _status(run)
+        assert status["status"] == "FAILED" and "External Application" in status["message"], status
+        assert "`credentials.scopes`" in status["message"]
+        # Renewed once, not in a loop (a token that lasts 0 s is renewed at every use, hence more than two tokens).
+        assert emu.stats()["by_status"].get(401) == 2 and len(emu.identity.issued) <= 4
+        _no_secret_printed(emu, run)

@@ -497,10 +497,11 @@ class TransportAwareErrorHandler(DefaultErrorHandler):
             return False
         if (self.config.get("credentials") or {}).get("auth_type") != "oauth2_client_credentials":
             return False
+        request = getattr(response.request, "_request", response.request)  # requests-mock answers with a proxy of it
         renewed = self.__dict__.setdefault("_renewed_for", weakref.WeakSet())
-        if response.request in renewed:
+        if request in renewed:
             return False
-        renewed.add(response.request)
+        renewed.add(request)
         return True
 
 
