@@ -99,7 +99,6 @@ class _TokenHolder:
     def __init__(self) -> None:
         self.token: Optional[str] = None
         self.expires: AirbyteDateTime = AirbyteDateTime.from_datetime(datetime.min)
-        self.renewals = 0
 
 
 _HOLDERS: Dict[Tuple[str, ...], _TokenHolder] = {}
@@ -162,9 +161,7 @@ class SharedTokenOAuthAuthenticator(DeclarativeOauth2Authenticator):
     def set_token_expiry_date(self, value: AirbyteDateTime) -> None:
         if not isinstance(value, AirbyteDateTime):
             value = self._parse_token_expiration_date(value)
-        holder = self.holder
-        holder.expires = early_expiry(value)
-        holder.renewals += 1
+        self.holder.expires = early_expiry(value)
 
     def refresh_and_set_access_token(self) -> None:
         """The CDK's forced renewal (after a 401); a token that could not be renewed is dropped, so the next request
