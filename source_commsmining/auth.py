@@ -8,10 +8,11 @@ double-checked renewal under the class-wide lock; its forced renewal after a 401
 changes, each a requirement the CDK's cannot meet (unit_tests/test_cdk_contract.py pins what they
 rely on):
 
-- one token for the whole process: the CDK builds an authenticator per requester (and api.CmApi
-  builds requesters per reader thread), each of which would fetch and renew its own token. Here
-  the token and its expiry live in a `_TokenHolder` shared by every instance with the same
-  credentials;
+- one token for the whole process: the CDK's factory builds an authenticator per requester (the
+  SelectiveAuthenticator builds both choices for each), and api.CmApi builds ten requesters per
+  reader thread: a sync of 16 streams read in parallel holds 160 instances of this class, each of
+  which would fetch and renew a token of its own. Here the token and its expiry live in a
+  `_TokenHolder` shared by every instance with the same credentials (that sync: one token);
 - the token request goes through a session with transport.DeadlineAdapter and the
   read_within_deadline hook, so it has the same whole-response deadline (and adapter) as every
   API call; the CDK's sends with a bare `requests.request` and no timeout at all;
@@ -181,7 +182,7 @@ class SharedTokenOAuthAuthenticator(DeclarativeOauth2Authenticator):
 
     # ---------------------------------------------------------------- every request
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        return prepare_request(request, self.get_auth_header()["Authorization"])
+        return prepare_request(request, lambda: self.get_auth_header()["Authorization"])
 
     # ---------------------------------------------------------------- the token request
     def refresh_access_token(self) -> Tuple[str, AirbyteDateTime]:

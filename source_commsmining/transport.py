@@ -34,7 +34,7 @@ import time
 import weakref
 from dataclasses import InitVar, dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 import requests
 from airbyte_cdk.models import FailureType
@@ -364,13 +364,13 @@ class DeadlineBearerAuthenticator(DeclarativeAuthenticator):
         return prepare_request(request, f"Bearer {self._token}")
 
 
-def prepare_request(request: requests.PreparedRequest, authorization: str) -> requests.PreparedRequest:
+def prepare_request(request: requests.PreparedRequest, authorization: Union[str, Callable[[], str]]) -> requests.PreparedRequest:
     """What every authenticator does to a request, before the first send and before every retry (after its
     backoff): a call that moves a stream is never sent once the sync is gone (liveness.py); the Authorization
-    header; the deadline hook."""
+    header (`authorization`, or what it returns: called only once the sync is known to be live); the deadline hook."""
     if request.method == "POST" and (request.path_url or "").split("?")[0].endswith(_MOVING_CALLS):
         liveness.require_live(f"POST {request.path_url.split('?')[0].rsplit('/', 1)[-1]}")
-    request.headers["Authorization"] = authorization
+    request.headers["Authorization"] = authorization if isinstance(authorization, str) else authorization()
     # Called again on every retry of the same prepared request: register the hook once.
     if read_within_deadline not in request.hooks["response"]:
         request.register_hook("response", read_within_deadline)
