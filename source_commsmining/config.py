@@ -250,10 +250,11 @@ def credential_secrets(config: Mapping[str, Any]) -> List[str]:
 def as_migrated(config: Mapping[str, Any]) -> Mapping[str, Any]:
     """`config` as the manifest's config_migrations leave it, for a config checked before the source migrated it:
     a top-level `api_token` without `credentials` is `credentials` {auth_type: api_token}."""
-    if "credentials" in config or "api_token" not in config:
+    if "api_token" not in config:
         return config
     migrated = {key: value for key, value in config.items() if key != "api_token"}
-    migrated["credentials"] = {"auth_type": API_TOKEN, "api_token": config["api_token"]}
+    if "credentials" not in config:
+        migrated["credentials"] = {"auth_type": API_TOKEN, "api_token": config["api_token"]}
     return migrated
 
 

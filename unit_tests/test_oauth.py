@@ -15,7 +15,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_commsmining import SourceCommsmining
 from source_commsmining.api import CmStream
-from source_commsmining.config import validate_config
+from source_commsmining.config import as_migrated, validate_config
 from source_commsmining.errors import mask
 from unit_tests.conftest import BASE, TOKEN, batch, config, stream_url
 
@@ -60,6 +60,16 @@ def test_a_top_level_api_token_is_migrated_to_credentials_and_sends_the_same_hea
         m.get(f"{BASE}/v1/sources", json={"status": "ok", "sources": []})
         source._api(source._config).list_sources()
         assert m.last_request.headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_the_python_mirror_of_the_migration_agrees_with_the_manifest():
+    """config.as_migrated (for a config seen before a source is built with it) gives what config_migrations give."""
+    for cfg in (config(), oauth_config(), {**oauth_config(), "api_token": TOKEN}):
+        migrated = SourceCommsmining(config=cfg)._config
+        mirrored = as_migrated(cfg)
+        assert mirrored.get("credentials", {}).get("auth_type") == migrated["credentials"]["auth_type"]
+        assert mirrored.get("credentials", {}).get("api_token") == migrated["credentials"].get("api_token")
+        assert "api_token" not in mirrored and "api_token" not in migrated
 
 
 def test_a_config_already_in_the_new_shape_is_left_as_it_is():
