@@ -63,3 +63,13 @@ def test_faults_on_route_token_apply_to_the_token_endpoint(emu):
     emu.inject({"route": "token", "status": 503, "times": 1})
     assert requests.post(emu.token_url, data=_form(), timeout=5).status_code == 503
     assert requests.post(emu.token_url, data=_form(), timeout=5).status_code == 200
+
+
+def test_clients_and_the_token_lifetime_can_be_set_over_http(emu):
+    added = requests.post(emu.url + "/_emulator/clients", json={"client_id": "http-app", "client_secret": "http-app-secret",
+                                                               "scopes": "x.read"}, timeout=5)
+    assert added.json() == {"status": "ok", "client_id": "http-app"}
+    assert requests.post(emu.url + "/_emulator/token_lifetime", json={"seconds": 7}, timeout=5).json()["seconds"] == 7
+    answer = requests.post(emu.token_url, data=_form(client_id="http-app", client_secret="http-app-secret", scope="x.read"),
+                           timeout=5).json()
+    assert answer["expires_in"] == 7
