@@ -51,21 +51,11 @@ from source_commsmining.transport import (
 
 API_TOKEN = "api_token"
 OAUTH = "oauth2_client_credentials"
-AUTH_TYPES = (API_TOKEN, OAUTH)
 # The identity server UiPath's External Applications examples post to, for tenants on UiPath's cloud.
 UIPATH_CLOUD_HOSTS = ("cloud.uipath.com",)
 IDENTITY_PATH = "/identity_/connect/token"
 TIMEOUT = (15, 240)  # as the manifest's requesters: connect, read (the deadline is the read timeout or less)
 EARLY_RENEWAL_SECONDS = 60.0
-ROLES_HINT = (
-    "The External Application needs the roles that grant the permissions the connector uses: \"Stream - Consume\" "
-    "(IXP Developer and IXP Project Admin roles), \"Source - Read\", \"Dataset - Export\"."
-)
-
-
-def auth_type(config: Mapping[str, Any]) -> Optional[str]:
-    credentials = config.get("credentials")
-    return credentials.get("auth_type") if isinstance(credentials, Mapping) else None
 
 
 def default_token_url(api_endpoint: Any) -> Optional[str]:

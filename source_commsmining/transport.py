@@ -495,7 +495,7 @@ class TransportAwareErrorHandler(DefaultErrorHandler):
         (or been revoked) since it was sent."""
         if not isinstance(response, requests.Response) or response.status_code != 401 or response.request is None:
             return False
-        if (self.config.get("credentials") or {}).get("auth_type") != "oauth2_client_credentials":
+        if (self.config.get("credentials") or {}).get("auth_type") != "oauth2_client_credentials":  # auth.OAUTH (auth imports this module)
             return False
         request = getattr(response.request, "_request", response.request)  # requests-mock answers with a proxy of it
         renewed = self.__dict__.setdefault("_renewed_for", weakref.WeakSet())
