@@ -86,7 +86,8 @@ def validate_endpoint(endpoint: Any, field: str = "api_endpoint", example: str =
     """Validates `api_endpoint` (or another URL setting, `field`) as the HTTP client will read it: the host
     checked is the host connected to; plain http only for loopback."""
     if not isinstance(endpoint, str) or not endpoint.strip():
-        raise config_error(f"`{field}` is missing: set it to your tenant URL, e.g. {example}.")
+        what = "your tenant URL" if field == "api_endpoint" else "a URL"
+        raise config_error(f"`{field}` is missing: set it to {what}, e.g. {example}.")
     text = endpoint.strip()
     shown = shown_endpoint(text)
     if "\\" in text or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in text):
