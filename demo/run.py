@@ -7,6 +7,10 @@ stream under the primary key [project, dataset, stream, uid], how many rows have
 column filled, the top labels, and comments per label per day answered with plain SQL over the
 flat table), and stops the emulator. Run it twice: the second sync
 only gets new comments.
+
+`make demo AUTH=oauth` (or `DEMO_AUTH=oauth`) signs in as an External Application (OAuth client
+credentials) at the emulator's token endpoint, with tokens that last 5 s, renewed during the sync;
+the default, `AUTH=api_token`, with the emulator's API token.
 """
 
 import json
@@ -29,10 +33,15 @@ STREAMS = [
 ]
 
 
+AUTH = os.environ.get("DEMO_AUTH", "api_token")
+TOKEN_LIFETIME_SECONDS = "5"  # with AUTH=oauth: short, so that the sync renews the token as it goes
+
+
 def start_emulator() -> "tuple[subprocess.Popen, str, str]":
     ready = Path(tempfile.mkdtemp()) / "ready"
     proc = subprocess.Popen(
-        [str(BIN / "commsmining-emulator"), "--port", "0", "--scenario", "demo", "--comments", "500", "--ready-file", str(ready)],
+        [str(BIN / "commsmining-emulator"), "--port", "0", "--scenario", "demo", "--comments", "500", "--ready-file", str(ready),
+         "--token-lifetime", TOKEN_LIFETIME_SECONDS],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -42,8 +51,20 @@ def start_emulator() -> "tuple[subprocess.Popen, str, str]":
             raise SystemExit("the emulator did not start")
         time.sleep(0.05)
     line = proc.stdout.readline()
-    token = line.split("token=", 1)[1].strip() if "token=" in line else "emulator-token"
+    token = line.split("token=", 1)[1].split()[0] if "token=" in line else "emulator-token"
     return proc, ready.read_text().strip(), token
+
+
+def credentials(url: str, token: str) -> dict:
+    """The sign-in AUTH chooses: the emulator's External Application (its default client), or its API token."""
+    if AUTH == "oauth":
+        from commsmining_emulator.identity import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SCOPES, TOKEN_PATH
+
+        return {"auth_type": "oauth2_client_credentials", "client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET,
+                "scopes": " ".join(DEFAULT_SCOPES), "token_url": url + TOKEN_PATH}
+    if AUTH != "api_token":
+        raise SystemExit(f"AUTH={AUTH!r}: choose api_token (the default) or oauth")
+    return {"auth_type": "api_token", "api_token": token}
 
 
 PROMOTED = ("comment_id", "source_id", "thread_id", "created_at", "timestamp", "last_modified", "subject", "sender",
@@ -97,8 +118,9 @@ def main() -> None:
 
     emulator, url, token = start_emulator()
     print(f"emulator: {url} (a stand-in for https://<tenant>.reinfer.io)")
+    print(f"sign-in: {'an External Application (OAuth client credentials), tokens lasting ' + TOKEN_LIFETIME_SECONDS + ' s' if AUTH == 'oauth' else 'an API token'}")
     try:
-        config = {"api_endpoint": url, "api_token": token, "streams": STREAMS, "max_filtered": 1024}
+        config = {"api_endpoint": url, "credentials": credentials(url, token), "streams": STREAMS, "max_filtered": 1024}
         source = ab.get_source(
             "source-commsmining",
             config=config,
@@ -138,7 +160,9 @@ def main() -> None:
         print(
             "\nTo sync a real tenant instead, use the same code with:\n"
             + json.dumps(
-                {"api_endpoint": "https://<tenant>.reinfer.io", "api_token": "<your API token>",
+                {"api_endpoint": "https://cloud.uipath.com/<org>/<tenant>/reinfer_",
+                 "credentials": {"auth_type": "oauth2_client_credentials", "client_id": "<App ID>",
+                                 "client_secret": "<App Secret>", "scopes": "<the scopes granted to the app>"},
                  "streams": [{"project": "<project>", "dataset": "<dataset>", "stream": "<stream>"}]},
                 indent=2,
             )

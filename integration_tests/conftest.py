@@ -37,6 +37,7 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 from commsmining_emulator import Emulator
+from source_commsmining.config import as_migrated
 
 BIN = Path(sys.executable).parent
 CONNECTOR = str(BIN / "source-commsmining") if (BIN / "source-commsmining").exists() else shutil.which("source-commsmining")
@@ -270,7 +271,9 @@ def pyairbyte_source():
     source = ab.get_source("source-commsmining", local_executable=CONNECTOR)
 
     def configure(config: Dict[str, Any], streams: List[str]):
-        source.set_config(config)  # validated against the spec PyAirbyte fetched once
+        # Validated against the spec PyAirbyte fetched once, before the connector could migrate a top-level
+        # api_token: PyAirbyte is given the `credentials` shape (README, "Use it with PyAirbyte").
+        source.set_config(as_migrated(config))
         source.select_streams(streams)
         return source
 

@@ -19,7 +19,9 @@ def test_spec():
     run = run_connector("spec", process=True)  # the installed script itself
     assert run.returncode == 0
     spec = run.of_type("SPEC")[0]["spec"]["connectionSpecification"]
-    assert {"api_endpoint", "api_token", "streams", "max_results"} <= set(spec["properties"])
+    assert {"api_endpoint", "credentials", "streams", "max_results"} <= set(spec["properties"])
+    assert [group["id"] for group in spec["groups"]] == ["sign_in", "scope", "streams_settings", "advanced"]
+    assert all(prop.get("group") in {"sign_in", "scope", "streams_settings", "advanced"} for prop in spec["properties"].values())
 
 
 def test_check_good_token(emulator):

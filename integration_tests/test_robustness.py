@@ -155,7 +155,7 @@ def test_a_token_outside_latin1_is_refused_naming_api_token(command):
         error = check_invariants(server, result, token)
         assert not server.requests, "nothing may be sent with a token that cannot be sent"
     assert error is not None and error["failure_type"] == "config_error", result.raw[-2000:]
-    assert "`api_token`" in error["message"] and "not a valid API token" in error["message"]
+    assert "api_token`" in error["message"] and "not a valid API token" in error["message"]  # `credentials.api_token` once migrated
 
 
 # ------------------------------------------------------------------ transport

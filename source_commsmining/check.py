@@ -5,6 +5,7 @@ from typing import List
 
 from airbyte_cdk.models import AirbyteConnectionStatus, Status
 
+from source_commsmining import roles
 from source_commsmining.api import CmApi, CmStream
 from source_commsmining.errors import describe
 from source_commsmining.records import first_few
@@ -13,8 +14,8 @@ from source_commsmining.records import first_few
 # UiPath's pages: "Get a stream by name" needs View labels + View streams; /results needs Consume streams,
 # View labels and View sources; /advance and /reset need Consume streams and View labels.
 _STREAM_PERMISSIONS = (
-    " (Getting a stream's definition needs the 'View labels' and 'View streams' permissions on its project; reading "
-    "it needs 'Consume streams', 'View labels' and 'View sources'.)"
+    f" (Getting a stream's definition needs {roles.needs(roles.VIEW_LABELS, roles.VIEW_STREAMS)} on its project; "
+    f"reading it needs {roles.needs(roles.CONSUME_STREAMS, roles.VIEW_LABELS, roles.VIEW_SOURCES)}.)"
 )
 
 
@@ -25,8 +26,8 @@ def check_connection(api: CmApi, endpoint: str, streams: List[CmStream], logger:
         return AirbyteConnectionStatus(
             status=Status.FAILED,
             message=f"Could not list sources at {endpoint}: {describe(error)} "
-            "Check `api_endpoint` (e.g. https://acme.reinfer.io), `api_token` (listing sources needs the 'View sources' "
-            "permission), and that this network can reach the API.",
+            f"Check `api_endpoint` (e.g. https://acme.reinfer.io), `credentials` (the API token, or the External "
+            f"Application; listing sources needs {roles.needs(roles.VIEW_SOURCES)}), and that this network can reach the API.",
         )
     logger.info(f"check: the token can see {len(sources)} sources")
     if streams:

@@ -14,6 +14,7 @@ from urllib3.util import parse_url
 from airbyte_cdk.sources.declarative.interpolation.macros import format_datetime
 
 from source_commsmining.api import CmStream
+from source_commsmining.auth import API_TOKEN, OAUTH, default_token_url
 from source_commsmining.errors import MIN_SECRET_LENGTH, config_error, register_secret
 from source_commsmining.timestamps import instant
 
@@ -69,30 +70,30 @@ def shown_endpoint(endpoint: str) -> str:
     return parts._replace(netloc="****@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
-def validate_endpoint(endpoint: Any) -> None:
-    """Validates `api_endpoint` as the HTTP client will read it: the host checked is the host connected to."""
+def validate_endpoint(endpoint: Any, field: str = "api_endpoint", example: str = "https://acme.reinfer.io") -> None:
+    """Validates `api_endpoint` (or another URL setting, `field`) as the HTTP client will read it: the host
+    checked is the host connected to; plain http only for loopback."""
     if not isinstance(endpoint, str) or not endpoint.strip():
-        raise config_error("`api_endpoint` is missing: set it to your tenant URL, e.g. https://acme.reinfer.io.")
+        what = "your tenant URL" if field == "api_endpoint" else "a URL"
+        raise config_error(f"`{field}` is missing: set it to {what}, e.g. {example}.")
     text = endpoint.strip()
     shown = shown_endpoint(text)
     if "\\" in text or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in text):
         # urllib and urllib3 split "http://a\\@b" differently: the host checked would not be the host connected to.
         raise config_error(
-            f"`api_endpoint` {shown!r} contains a backslash, a space or a control character, which no tenant URL has: "
-            "give the tenant URL alone, e.g. https://acme.reinfer.io."
+            f"`{field}` {shown!r} contains a backslash, a space or a control character, which no such URL has: "
+            f"give the URL alone, e.g. {example}."
         )
     parts = urlsplit(text)
     if "@" in parts.netloc:
         raise config_error(
-            f"`api_endpoint` {shown!r} holds a user name or password (user:pass@): the API authenticates with "
-            "`api_token` only. Give the tenant URL without them, e.g. https://acme.reinfer.io."
+            f"`{field}` {shown!r} holds a user name or password (user:pass@): the connector signs in with "
+            f"`credentials` only. Give the URL without them, e.g. {example}."
         )
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise config_error(
-            f"`api_endpoint` {shown!r} is not a URL: set it to your tenant URL, e.g. https://acme.reinfer.io "
-            "or https://cloud.uipath.com/<org>/<tenant>/reinfer_."
-        )
-    _refuse_non_ascii_host(text, parts, shown)
+        hint = " or https://cloud.uipath.com/<org>/<tenant>/reinfer_" if field == "api_endpoint" else ""
+        raise config_error(f"`{field}` {shown!r} is not a URL: set it to e.g. {example}{hint}.")
+    _refuse_non_ascii_host(text, parts, shown, field)
     try:
         connects_to = (parse_url(api_base_url(text)).host or "").strip("[]").lower()
         parts.port  # a port that is not a number raises here
@@ -100,19 +101,19 @@ def validate_endpoint(endpoint: Any) -> None:
         connects_to = ""
     if connects_to != parts.hostname.lower():
         raise config_error(
-            f"`api_endpoint` {shown!r} is read as host {parts.hostname!r} by one URL parser and {connects_to or 'nothing'!r} "
-            "by the HTTP client: give a plain tenant URL, e.g. https://acme.reinfer.io."
+            f"`{field}` {shown!r} is read as host {parts.hostname!r} by one URL parser and {connects_to or 'nothing'!r} "
+            f"by the HTTP client: give a plain URL, e.g. {example}."
         )
     if parts.scheme.lower() == "http" and not is_loopback(parts.hostname):
         raise config_error(
-            f"`api_endpoint` uses plain http:// for {parts.hostname!r}: the API token would travel unencrypted. "  # ignore-https-check
+            f"`{field}` uses plain http:// for {parts.hostname!r}: the credentials would travel unencrypted. "  # ignore-https-check
             "Use https:// (plain http is only allowed for loopback hosts such as 127.0.0.1)."
         )
     if parts.query or parts.fragment:
-        raise config_error("`api_endpoint` must not contain a query or fragment: give the tenant URL only.")
+        raise config_error(f"`{field}` must not contain a query or fragment: give the URL only.")
 
 
-def _refuse_non_ascii_host(text: str, parts: SplitResult, shown: str) -> None:
+def _refuse_non_ascii_host(text: str, parts: SplitResult, shown: str, field: str) -> None:
     """An internationalised host (`tënant.reinfer.io`): the URL parsers read it differently (urllib keeps it,
     the HTTP client connects to its punycode), so it is refused with the ASCII URL to write instead."""
     host = parts.hostname or ""
@@ -122,9 +123,8 @@ def _refuse_non_ascii_host(text: str, parts: SplitResult, shown: str) -> None:
         ascii_host = idna.encode(host, uts46=True, std3_rules=True).decode("ascii")
     except idna.IDNAError as error:
         raise config_error(
-            f"`api_endpoint` {shown!r} has a host, {host!r}, that is neither ASCII nor a valid internationalised "
-            f"domain name ({error}): give your tenant URL as the UiPath Communications Mining UI shows it, e.g. "
-            "https://acme.reinfer.io."
+            f"`{field}` {shown!r} has a host, {host!r}, that is neither ASCII nor a valid internationalised "
+            f"domain name ({error}): give the URL as UiPath shows it, e.g. https://acme.reinfer.io."
         )
     netloc = parts.netloc
     start = netloc.lower().rfind(host)
@@ -134,8 +134,8 @@ def _refuse_non_ascii_host(text: str, parts: SplitResult, shown: str) -> None:
         netloc = netloc[:start] + ascii_host + netloc[start + len(host):]
     ascii_url = parts._replace(netloc=netloc).geturl()
     raise config_error(
-        f"`api_endpoint` {shown!r} has a host that is not ASCII ({host!r}). Write the host in its ASCII (punycode) "
-        f"form: set `api_endpoint` to {ascii_url}"
+        f"`{field}` {shown!r} has a host that is not ASCII ({host!r}). Write the host in its ASCII (punycode) "
+        f"form: set `{field}` to {ascii_url}"
     )
 
 
@@ -195,7 +195,9 @@ def validate_against_spec(config: Mapping[str, Any], spec_schema: Mapping[str, A
             missing = [name for name in error.validator_value if name not in (error.instance or {})]
             name = named.group(1) if named else (missing[0] if missing else "")
             field = f"{field}.{name}" if field and name else (field or name)
-        hint = (error.schema or {}).get("description", "") if error.validator != "required" else ""
+            hint = ((error.schema or {}).get("properties") or {}).get(name, {}).get("description", "")
+        else:
+            hint = (error.schema or {}).get("description", "")
         line = f"`{field or 'config'}`: {error.message}"
         if (error.schema or {}).get("airbyte_secret"):
             line = f"`{field}` is not valid: it must be a {(error.schema or {}).get('type', 'string')} (its value is not shown)"
@@ -224,33 +226,98 @@ def _refuse_dot_segment(field: str, value: Any) -> None:
 _NOT_IN_A_TOKEN = set("\\\"'")
 
 
-def validate_token(token: Any) -> None:
+def validate_token(token: Any, field: str = "credentials.api_token") -> None:
     """The token must be something an HTTP header can carry; no message repeats it (validate_config registered it)."""
     if token is not None and not isinstance(token, str):
-        raise config_error(f"`api_token` must be a string (the API token), not {type(token).__name__}: put the token in quotes.")
+        raise config_error(f"`{field}` must be a string (the API token), not {type(token).__name__}: put the token in quotes.")
     if not isinstance(token, str) or not token.strip():
-        raise config_error("`api_token` is missing: create one under Administration > My Account > API token.")
+        raise config_error(f"`{field}` is missing: create one under Administration > My Account > API token.")
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in token):
         # A pasted trailing newline would make the HTTP library echo the header, token included.
-        raise config_error("`api_token` contains spaces, line breaks or control characters: paste the token alone, without surrounding whitespace.")
+        raise config_error(f"`{field}` contains spaces, line breaks or control characters: paste the token alone, without surrounding whitespace.")
     if len(token) < MIN_SECRET_LENGTH:
         raise config_error(
-            f"`api_token` is {len(token)} characters long, too short to be an API token (they are long random strings): "
+            f"`{field}` is {len(token)} characters long, too short to be an API token (they are long random strings): "
             "copy the whole token from Administration > My Account > API token."
         )
     if _NOT_IN_A_TOKEN & set(token):
         raise config_error(
-            "`api_token` contains a quote or a backslash, which no API token has: copy the token alone (without "
+            f"`{field}` contains a quote or a backslash, which no API token has: copy the token alone (without "
             "quotes) from Administration > My Account > API token."
         )
     try:
         token.encode("latin-1")
     except UnicodeEncodeError:
         raise config_error(
-            "`api_token` is not a valid API token: it contains characters (such as letters outside Western European "
+            f"`{field}` is not a valid API token: it contains characters (such as letters outside Western European "
             "alphabets, or typographic quotes) that no API token has and an HTTP header cannot carry. Copy the token "
             "again from Administration > My Account > API token."
         ) from None
+
+
+def credential_secrets(config: Mapping[str, Any]) -> List[str]:
+    """The secrets a config holds: the API token (also at the top level, where configs written before
+    `credentials` hold it) and the client secret."""
+    credentials = config.get("credentials") if isinstance(config.get("credentials"), Mapping) else {}
+    found = [config.get("api_token"), credentials.get("api_token"), credentials.get("client_secret")]
+    return [secret for secret in found if isinstance(secret, str)]
+
+
+def as_migrated(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`config` as the manifest's config_migrations leave it, for a config checked before the source migrated it:
+    a top-level `api_token` without `credentials` is `credentials` {auth_type: api_token}."""
+    if "api_token" not in config:
+        return config
+    migrated = {key: value for key, value in config.items() if key != "api_token"}
+    if "credentials" not in config:
+        migrated["credentials"] = {"auth_type": API_TOKEN, "api_token": config["api_token"]}
+    return migrated
+
+
+def validate_credentials(config: Mapping[str, Any]) -> None:
+    """`credentials`: one of the two sign-in methods, complete, with a token endpoint the connector may call."""
+    if "credentials" not in config and "api_token" in config:
+        validate_token(config.get("api_token"), "api_token")  # as the user wrote it, before the migration
+        return
+    credentials = config.get("credentials")
+    if not isinstance(credentials, Mapping):
+        raise config_error(
+            "`credentials` is missing: choose how the connector signs in, an External Application "
+            '({"auth_type": "oauth2_client_credentials", "client_id": ..., "client_secret": ..., "scopes": ...}) or an '
+            'API token ({"auth_type": "api_token", "api_token": ...}).'
+        )
+    kind = credentials.get("auth_type")
+    if kind == API_TOKEN:
+        validate_token(credentials.get("api_token"))
+        return
+    if kind != OAUTH:
+        raise config_error(
+            f"`credentials.auth_type` is {kind!r}: choose {OAUTH} (an External Application) or {API_TOKEN} (an API token)."
+        )
+    for name, what in (("client_id", "the App ID"), ("client_secret", "the App Secret")):
+        value = credentials.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise config_error(
+                f"`credentials.{name}` is missing: give {what} of the External Application (Automation Cloud > Admin > "
+                "External Applications)."
+            )
+        if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise config_error(f"`credentials.{name}` contains spaces, line breaks or control characters: paste {what} alone.")
+    scopes = credentials.get("scopes")
+    if not isinstance(scopes, str) or not scopes.split():
+        raise config_error(
+            "`credentials.scopes` is missing: give the application scopes the External Application was granted for "
+            "Communications Mining (IXP), space-separated, as listed under the application's Resources."
+        )
+    token_url = credentials.get("token_url")
+    if token_url in (None, "") and default_token_url(config.get("api_endpoint")) is None:
+        raise config_error(
+            "`credentials.token_url` is missing: it defaults to https://cloud.uipath.com/identity_/connect/token only "
+            "for tenants on https://cloud.uipath.com. For this `api_endpoint` (an Automation Suite install or a legacy "
+            "*.reinfer.io tenant) give UiPath Identity's token endpoint, e.g. https://<host>/identity_/connect/token."
+        )
+    if token_url not in (None, ""):
+        validate_endpoint(token_url, "credentials.token_url", "https://cloud.uipath.com/identity_/connect/token")
 
 
 EARLIEST_START = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -272,15 +339,15 @@ def validate_start_date(value: Any) -> None:
 
 def validate_config(config: MutableMapping[str, Any], spec_schema: Optional[Mapping[str, Any]] = None) -> List[CmStream]:
     """Checks the config against the spec and what the spec cannot say; returns the CM streams."""
-    if isinstance(config.get("api_token"), str):
-        register_secret(config["api_token"])  # before any message could quote it
+    for secret in credential_secrets(config):
+        register_secret(secret)  # before any message could quote it
     for secret in endpoint_secrets(config.get("api_endpoint")):
         register_secret(secret)
     whole_numbers(config, _integer_settings(spec_schema))
+    validate_credentials(config)  # before the spec: its oneOf error would say nothing useful
     if spec_schema is not None:
-        validate_against_spec(config, spec_schema)
+        validate_against_spec(as_migrated(config), spec_schema)
     validate_endpoint(config.get("api_endpoint"))
-    validate_token(config.get("api_token"))
     validate_start_date(config.get("start_date"))
     _refuse_dot_segment("project", config.get("project"))
     validate_start_position(config)

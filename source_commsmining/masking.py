@@ -9,9 +9,27 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TextIO
 
+from airbyte_cdk.entrypoint import AirbyteEntrypoint
 from airbyte_cdk.logger import PRINT_BUFFER
+from airbyte_cdk.models import AirbyteLogMessage, AirbyteMessage, Level, Type
 
 from source_commsmining import errors
+
+# The CDK prints a CONTROL message holding the whole migrated config (config_migrations, in the manifest:
+# a top-level api_token becomes `credentials`) for the platform to store. Masked, it would make the platform
+# store "****" as the token; unmasked, it would print the token. So it is not printed: the migration is
+# applied in memory on every run, and a LOG says how to store the new shape.
+_CONFIG_CONTROL = '{"type":"CONTROL","control":{"type":"CONNECTOR_CONFIG"'
+_MIGRATED_NOTE = AirbyteEntrypoint.airbyte_message_to_string(
+    AirbyteMessage(
+        type=Type.LOG,
+        log=AirbyteLogMessage(
+            level=Level.INFO,
+            message="This config holds a top-level `api_token` (the shape before sign-in methods): it is read as "
+            "`credentials` {auth_type: api_token}. Saving the connection's settings once stores the new shape.",
+        ),
+    )
+)
 
 
 class MaskedStream:
@@ -22,6 +40,8 @@ class MaskedStream:
         self._stream = stream
 
     def write(self, text: str) -> int:
+        if text.startswith(_CONFIG_CONTROL):
+            text = _MIGRATED_NOTE
         return self._stream.write(errors.mask_line(text))
 
     def flush(self) -> None:

@@ -12,7 +12,7 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_commsmining import liveness, parent_watch
-from source_commsmining.config import endpoint_secrets
+from source_commsmining.config import credential_secrets, endpoint_secrets
 from source_commsmining.entrypoint import CommsminingEntrypoint
 from source_commsmining.errors import register_secret
 from source_commsmining.launch import Failed, launch, trace
@@ -20,11 +20,12 @@ from source_commsmining.source import SourceCommsmining
 
 
 def _read_config(args: List[str]) -> Optional[Mapping[str, Any]]:
-    """The config file's content; its token and any password in `api_endpoint` are masked from here on."""
+    """The config file's content; its secrets (a token, a client secret) and any password in `api_endpoint`
+    are masked from here on."""
     config_path = AirbyteEntrypoint.extract_config(args)
     config = SourceCommsmining.read_config(config_path) if config_path else None
     if isinstance(config, Mapping):
-        for secret in [config.get("api_token"), *endpoint_secrets(config.get("api_endpoint"))]:
+        for secret in [*credential_secrets(config), *endpoint_secrets(config.get("api_endpoint"))]:
             register_secret(secret)
     return config
 

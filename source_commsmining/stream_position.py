@@ -16,7 +16,7 @@ from typing import Any, Dict, Generator, Optional
 from airbyte_cdk.models import FailureType, Level
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_commsmining import liveness
+from source_commsmining import liveness, roles
 from source_commsmining.api import CmApi, CmStream
 from source_commsmining.envelope import BadResponse
 from source_commsmining.errors import config_error, describe
@@ -30,8 +30,8 @@ _WATERMARK_SKEW = timedelta(minutes=5)
 def _reset_permissions(cm: CmStream) -> str:
     """UiPath's reset page: a reset needs what consuming needs; "Modify streams" only changes a stream's definition."""
     return (
-        f"A reset needs the 'Consume streams' and 'View labels' permissions on project '{cm.project}' (the same as "
-        "reading the stream); if the token has them, the API refused the reset for the reason it gives."
+        f"A reset needs the 'Consume streams' and 'View labels' permissions on project '{cm.project}' {roles.RESET} "
+        "(the same as reading the stream); if the token has them, the API refused the reset for the reason it gives."
     )
 
 
@@ -223,7 +223,7 @@ class Positioning:
             why = "rewind_on_resume is off"
             recover = (
                 f"turn rewind_on_resume on (a reset needs the same 'Consume streams' and 'View labels' permissions on "
-                f"project '{cm.project}' as reading the stream), or reset the stream in Communications Mining by hand "
+                f"project '{cm.project}' as reading the stream {roles.RESET}), or reset the stream in Communications Mining by hand "
                 f"to {watermark}"
             )
         elif unsafe:
@@ -232,7 +232,7 @@ class Positioning:
         elif refusal:
             why = f"the API refused to reset it (403: {refusal}) to the state's watermark"
             recover = (
-                f"give the token the 'Consume streams' and 'View labels' permissions on project '{cm.project}' (a reset "
+                f"give the token the 'Consume streams' and 'View labels' permissions on project '{cm.project}' {roles.RESET} (a reset "
                 "needs what reading needs) or, if it has them, resolve what the API's refusal says; or reset the stream "
                 f"in Communications Mining by hand to {watermark}"
             )

@@ -34,9 +34,10 @@ import re
 import socket
 import threading
 import time
+import weakref
 from dataclasses import InitVar, dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 import requests
 from airbyte_cdk.models import FailureType
@@ -393,15 +394,20 @@ class DeadlineBearerAuthenticator(DeclarativeAuthenticator):
         return f"Bearer {self._token}"
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        # Run before the first send and before every retry (after its backoff): a call that moves a
-        # stream is never sent once the sync is gone (liveness.py).
-        if request.method == "POST" and (request.path_url or "").split("?")[0].endswith(_MOVING_CALLS):
-            liveness.require_live(f"POST {request.path_url.split('?')[0].rsplit('/', 1)[-1]}")
-        request.headers["Authorization"] = f"Bearer {self._token}"
-        # Called again on every retry of the same prepared request: register the hook once.
-        if read_within_deadline not in request.hooks["response"]:
-            request.register_hook("response", read_within_deadline)
-        return request
+        return prepare_request(request, f"Bearer {self._token}")
+
+
+def prepare_request(request: requests.PreparedRequest, authorization: Union[str, Callable[[], str]]) -> requests.PreparedRequest:
+    """What every authenticator does to a request, before the first send and before every retry (after its
+    backoff): a call that moves a stream is never sent once the sync is gone (liveness.py); the Authorization
+    header (`authorization`, or what it returns: called only once the sync is known to be live); the deadline hook."""
+    if request.method == "POST" and (request.path_url or "").split("?")[0].endswith(_MOVING_CALLS):
+        liveness.require_live(f"POST {request.path_url.split('?')[0].rsplit('/', 1)[-1]}")
+    request.headers["Authorization"] = authorization if isinstance(authorization, str) else authorization()
+    # Called again on every retry of the same prepared request: register the hook once.
+    if read_within_deadline not in request.hooks["response"]:
+        request.register_hook("response", read_within_deadline)
+    return request
 
 
 @dataclass
@@ -482,6 +488,14 @@ class TransportAwareErrorHandler(DefaultErrorHandler):
     a header)."""
 
     def interpret_response(self, response_or_exception: Optional[Union[requests.Response, Exception]]) -> ErrorResolution:
+        if self._renews_token(response_or_exception):
+            # The CDK's HttpClient renews the token (auth.SharedTokenOAuthAuthenticator), unless another thread
+            # already did, and retries; a second 401 for the same request falls to the manifest's 401 filter.
+            return ErrorResolution(
+                response_action=ResponseAction.REFRESH_TOKEN_THEN_RETRY,
+                failure_type=FailureType.transient_error,
+                error_message="The API rejected the access token (401): renewing it once.",
+            )
         if isinstance(response_or_exception, requests.exceptions.TooManyRedirects):
             last = response_or_exception.response
             first = last.history[0].request.url if last is not None and last.history and last.history[0].request is not None else None
@@ -507,6 +521,21 @@ class TransportAwareErrorHandler(DefaultErrorHandler):
                 error_message=refused(response_or_exception),
             )
         return resolution
+
+
+    def _renews_token(self, response: Any) -> bool:
+        """A 401 when signed in as an External Application, the first for this request: the token may have expired
+        (or been revoked) since it was sent."""
+        if not isinstance(response, requests.Response) or response.status_code != 401 or response.request is None:
+            return False
+        if (self.config.get("credentials") or {}).get("auth_type") != "oauth2_client_credentials":  # auth.OAUTH (auth imports this module)
+            return False
+        request = getattr(response.request, "_request", response.request)  # requests-mock answers with a proxy of it
+        renewed = self.__dict__.setdefault("_renewed_for", weakref.WeakSet())
+        if request in renewed:
+            return False
+        renewed.add(request)
+        return True
 
 
 def refused(response: requests.Response) -> str:

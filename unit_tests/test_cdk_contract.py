@@ -16,6 +16,15 @@
    list at every verb (`set_up_secret_filter`), so the token's other forms are registered after it.
 4. The response deadline (transport.py) rides on requests' response hook and on the CDK's
    HttpClient applying the session's auth to every attempt.
+6. Signing in as an External Application (auth.py): the declarative OAuth authenticator builds its
+   token request body from grant_type, client_id, client_secret and `refresh_request_body` (so
+   `scope`); get_access_token renews through refresh_and_set_access_token -> refresh_access_token
+   when token_has_expired (which reads get_token_expiry_date), under the class-wide lock;
+   refresh_and_set_access_token skips the renewal when `access_token` changed while it waited; the
+   HttpClient calls the session auth's refresh_and_set_access_token on REFRESH_TOKEN_THEN_RETRY; the
+   factory builds an authenticator per requester (so the token is shared outside the instances);
+   a SelectiveAuthenticator returns the chosen authenticator itself; the spec's config_migrations
+   run when the source is built and print the migrated config as a CONTROL message.
 5. Speed, kept while `make bench` needs it: the CDK writes a RECORD's data with orjson, so the
    comment and prediction serialised once as an `orjson.Fragment` (serialize_once.py) are
    written as they are.
@@ -137,7 +146,8 @@ def test_check_validates_through_the_overridable_validate_connection(tmp_path):
 def test_the_entrypoint_replaces_the_secret_list_and_register_secret_adds_the_forms_back():
     token = "tökén-secret-77"
     escaped = json.dumps(token)[1:-1]
-    AirbyteEntrypoint.set_up_secret_filter({"api_token": token}, SourceCommsmining().spec(None).connectionSpecification)
+    credentials = {"auth_type": "api_token", "api_token": token}  # a secret inside the spec's oneOf
+    AirbyteEntrypoint.set_up_secret_filter({"credentials": credentials}, SourceCommsmining().spec(None).connectionSpecification)
     assert filter_secrets(token) == "****"
     register_secret(token)
     assert filter_secrets(escaped) == "****"
@@ -296,3 +306,66 @@ def test_the_entrypoint_writes_an_orjson_fragment_in_a_record_as_it_is():
         "record": {"stream": "stream_results", "data": {"uid": "s.1", "comment": comment, "labels": [{"name": "A > B"}]}, "emitted_at": 5},
     }
     assert orjson.dumps(comment).decode() in line
+
+
+# ------------------------------------------------------------------ 6. External Application sign-in (auth.py)
+def _oauth_config(**credentials):
+    base = {"auth_type": "oauth2_client_credentials", "client_id": "app-id", "client_secret": "app-secret-0123456789",
+            "scopes": "Ixp.One  Ixp.Two", "token_url": "https://cloud.uipath.com/identity_/connect/token"}
+    base.update(credentials)
+    cfg = config(credentials=base)
+    del cfg["api_token"]
+    return cfg
+
+
+def test_the_declarative_oauth_body_carries_grant_type_client_credentials_and_scope():
+    source = SourceCommsmining(config=_oauth_config())
+    auth = source._api(source._config).requester("results_requester").authenticator
+    assert type(auth).__name__ == "SharedTokenOAuthAuthenticator"  # the SelectiveAuthenticator returned the chosen one
+    body = auth.build_refresh_request_body()
+    assert body["grant_type"] == "client_credentials" and body["client_id"] == "app-id"
+    assert body["client_secret"] == "app-secret-0123456789" and body["scope"] == "Ixp.One Ixp.Two"
+    assert body.get("refresh_token") is None and "scopes" not in body  # None values are dropped from a form
+
+
+def test_get_access_token_renews_through_refresh_access_token_only_when_expired_and_under_the_shared_lock():
+    from airbyte_cdk.sources.streams.http.requests_native_auth.abstract_oauth import AbstractOauth2Authenticator
+    from airbyte_cdk.utils.datetime_helpers import ab_datetime_now
+    from datetime import timedelta
+
+    source = SourceCommsmining(config=_oauth_config(client_id="contract-app"))
+    auth = source._api(source._config).requester("results_requester").authenticator
+    calls = []
+    auth.refresh_access_token = lambda: calls.append(1) or (f"access-token-{len(calls):04d}", ab_datetime_now() + timedelta(seconds=600))
+    assert auth.get_access_token() == "access-token-0001"
+    assert auth.get_access_token() == "access-token-0001" and len(calls) == 1
+    assert isinstance(AbstractOauth2Authenticator._token_refresh_lock, type(__import__("threading").RLock()))
+    auth.refresh_and_set_access_token()  # the forced renewal (after a 401)
+    assert auth.get_access_token() == "access-token-0002"
+
+
+def test_the_factory_builds_an_authenticator_per_requester():
+    source = SourceCommsmining(config=_oauth_config())
+    api = source._api(source._config)
+    assert api.requester("results_requester").authenticator is not api.requester("advance_requester").authenticator
+
+
+def test_the_http_client_refreshes_the_session_auth_on_refresh_token_then_retry():
+    import inspect
+
+    from airbyte_cdk.sources.streams.http.error_handlers.response_models import ResponseAction
+    from airbyte_cdk.sources.streams.http.http_client import HttpClient
+
+    handle = inspect.getsource(HttpClient._handle_error_resolution)
+    assert ResponseAction.REFRESH_TOKEN_THEN_RETRY.name in handle and "refresh_and_set_access_token()" in handle
+    assert "self._session.auth(request)" in inspect.getsource(HttpClient._send)  # each retry asks the auth again
+
+
+def test_config_migrations_run_when_the_source_is_built_and_print_the_config_as_a_control_message(tmp_path, capsys):
+    path = tmp_path / "config.json"
+    cfg = config()
+    path.write_text(json.dumps(cfg))
+    source = SourceCommsmining(config=cfg, config_path=str(path))
+    assert source._config["credentials"] == {"auth_type": "api_token", "api_token": cfg["api_token"]}
+    assert "api_token" not in source._config
+    assert '"type":"CONTROL"' in capsys.readouterr().out  # run._MaskedStream keeps it off stdout

@@ -69,7 +69,7 @@ def test_missing_token_is_named(check_status):
     cfg = config()
     del cfg["api_token"]
     status = check_status(cfg)
-    assert status.status == Status.FAILED and "api_token" in status.message
+    assert status.status == Status.FAILED and "`credentials`" in status.message and "signs in" in status.message
 
 
 def test_duplicate_stream_entries_are_refused(check_status):
@@ -143,13 +143,15 @@ def test_discover_offers_only_incremental_for_stream_results():
 def test_spec_names_are_the_contract():
     spec = SourceCommsmining().spec(None).connectionSpecification
     props = spec["properties"]
-    for name in ("api_endpoint", "api_token", "project", "streams", "max_results", "max_filtered"):
+    for name in ("api_endpoint", "credentials", "project", "streams", "max_results", "max_filtered"):
         assert name in props
-    assert props["api_token"]["airbyte_secret"] is True
+    methods = {option["properties"]["auth_type"]["const"]: option["properties"] for option in props["credentials"]["oneOf"]}
+    assert methods["api_token"]["api_token"]["airbyte_secret"] is True
+    assert methods["oauth2_client_credentials"]["client_secret"]["airbyte_secret"] is True
     assert props["max_results"]["minimum"] == 1 and props["max_results"]["maximum"] == 32 and props["max_results"]["default"] == 32
     assert props["max_filtered"]["maximum"] == 1024 and props["streams"]["default"] == []
     for name, prop in props.items():
-        if name not in ("api_endpoint", "api_token", "project", "streams"):
+        if name not in ("api_endpoint", "credentials", "project", "streams"):
             assert "default" in prop or "examples" in prop, name
         assert prop.get("description"), name
 
@@ -158,5 +160,5 @@ def test_a_token_with_a_line_break_is_refused_without_echoing_it(check_status):
     with requests_mock.Mocker() as m:
         status = check_status(config(api_token=TOKEN + "\n"))
         assert m.call_count == 0
-    assert status.status == Status.FAILED and "api_token" in status.message
+    assert status.status == Status.FAILED and "api_token`" in status.message
     assert TOKEN not in status.message

@@ -440,6 +440,10 @@ def test_every_valid_export_page_gives_each_comment_whole_with_its_source(body, 
     _assert_valid_api_body(body, "GetSourceCommentsResponse")
     records = _select("comments", body, owner=owner, name=name)
     assert len(records) == len(body["comments"])
-    for record, comment in zip(records, body["comments"]):
-        _assert_same(record, {**comment, "project": owner, "source": name})
+    # Thread properties come as a list beside `comments`, one per comment: each is attached to its comment.
+    threads = body.get("thread_properties")
+    paired = isinstance(threads, list) and len(threads) == len(body["comments"])
+    for i, (record, comment) in enumerate(zip(records, body["comments"])):
+        thread = {"thread_properties": threads[i]} if paired else {}
+        _assert_same(record, {**comment, **thread, "project": owner, "source": name})
         _assert_valid_record(record, "comments")

@@ -60,18 +60,18 @@ def test_a_missing_token_is_named_as_the_missing_field():
     with pytest.raises(AirbyteTracedException) as raised:
         SourceCommsmining().check(LOGGER, cfg)
     assert raised.value.failure_type == FailureType.config_error
-    assert "`api_token`" in raised.value.message and "`api_endpoint`" not in raised.value.message
+    assert "`credentials`" in raised.value.message and "`api_endpoint`" not in raised.value.message
 
 
 def test_check_through_the_console_script_names_the_missing_field(capsys):
     cfg = config()
     del cfg["api_token"]
     status = next(m["connectionStatus"] for m in run_cli(["check"], {"config": cfg}, capsys) if m["type"] == "CONNECTION_STATUS")
-    assert status["status"] == "FAILED" and "`api_token`" in status["message"] and "`api_endpoint`" not in status["message"]
+    assert status["status"] == "FAILED" and "`credentials`" in status["message"] and "`api_endpoint`" not in status["message"]
 
 
 def test_configure_writes_no_config_file_with_the_token(tmp_path):
     """The CDK's configure() writes config.json (token in clear) to its temporary directory: ours does not."""
     source = SourceCommsmining()
-    assert source.configure(config(), str(tmp_path)) == config()
+    assert source.configure(config(), str(tmp_path))["credentials"]["api_token"] == config()["api_token"]  # as migrated
     assert list(tmp_path.iterdir()) == []

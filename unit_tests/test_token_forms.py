@@ -39,7 +39,7 @@ def test_implausible_tokens_are_refused_naming_api_token_without_printing_them(t
 def test_a_short_token_garbles_no_message(token, capsys):
     messages = run_cli(["check"], {"config": config(api_token=token)}, capsys)
     statuses = [m for m in messages if m["type"] == "CONNECTION_STATUS"]
-    assert statuses and "`api_token`" in statuses[0]["connectionStatus"]["message"]
+    assert statuses and "api_token`" in statuses[0]["connectionStatus"]["message"]  # `credentials.api_token` once migrated
     assert all("****" not in json.dumps(m) for m in messages), messages
 
 

@@ -14,6 +14,7 @@ import threading
 
 from .emulator import Emulator
 from .faults import Fault
+from .identity import DEFAULT_CLIENT_ID
 
 
 def build_parser():
@@ -26,6 +27,8 @@ def build_parser():
     p.add_argument("--backward-advance", choices=["accept", "refuse", "ignore"], default="accept")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="e.g. 'route=results,status=503,rate=0.2' or 'route=advance,kind=drop_after,times=1'")
+    p.add_argument("--token-lifetime", type=float, default=3600.0,
+                   help="seconds an External Application's access token lasts (POST /identity_/connect/token)")
     p.add_argument("--ready-file", default=None, help="write the URL to this file once listening")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return p
@@ -40,7 +43,7 @@ def main(argv=None):
         return 2
     emu = Emulator(seed=args.seed, comments=args.comments, scenario=args.scenario,
                    backward_advance=args.backward_advance, port=args.port, latency_ms=args.latency_ms,
-                   verbose=args.verbose, faults=faults)
+                   verbose=args.verbose, faults=faults, token_lifetime=args.token_lifetime)
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -54,7 +57,8 @@ def main(argv=None):
         with open(tmp, "w") as f:
             f.write(emu.url + "\n")
         os.replace(tmp, args.ready_file)
-    print("commsmining-emulator listening on %s token=%s" % (emu.url, emu.token), flush=True)
+    print("commsmining-emulator listening on %s token=%s token_url=%s client_id=%s" % (
+        emu.url, emu.token, emu.token_url, DEFAULT_CLIENT_ID), flush=True)
     try:
         while not stop.wait(0.5):
             pass

@@ -15,16 +15,18 @@ from urllib.parse import parse_qs
 import orjson
 
 from .faults import Fault, FaultSet
+from .identity import DEFAULT_LIFETIME, DEFAULT_SCOPES, TOKEN_PATH, Identity
 from .server import EmulatorHTTPServer, fault_from_json
 from .world import DEFAULT_TOKEN, ApiError, World, _parse_time_ms
 
 
 class Emulator:
     def __init__(self, seed=7, comments=None, scenario="default", backward_advance="accept",
-                 host="127.0.0.1", port=0, latency_ms=0, verbose=False, faults=()):
+                 host="127.0.0.1", port=0, latency_ms=0, verbose=False, faults=(), token_lifetime=DEFAULT_LIFETIME):
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError("the emulator binds 127.0.0.1 only")
         self.world = World(seed=seed, comments=comments, scenario=scenario, backward_advance=backward_advance)
+        self.identity = Identity(self.world, token_lifetime)  # POST /identity_/connect/token
         self.seed = seed
         self.host = "127.0.0.1"
         self.port = port
@@ -46,6 +48,15 @@ class Emulator:
     @property
     def token(self) -> str:
         return DEFAULT_TOKEN
+
+    @property
+    def token_url(self) -> str:
+        """The token endpoint External Applications sign in at (identity.py)."""
+        return self.url + TOKEN_PATH
+
+    def add_client(self, client_id, client_secret, scopes=DEFAULT_SCOPES, permissions=None, projects=None) -> str:
+        """Registers an External Application: its secret, the scopes it was granted and the permissions its tokens carry."""
+        return self.identity.add_client(client_id, client_secret, scopes, permissions, projects)
 
     @property
     def url(self) -> str:
@@ -257,6 +268,13 @@ class Emulator:
         if segs == ["tokens"] and method == "POST":
             tok = self.add_token(body.get("token"), body.get("permissions"), body.get("projects"))
             return 200, {"status": "ok", "token": tok}
+        if segs == ["clients"] and method == "POST":
+            self.add_client(body["client_id"], body["client_secret"], body.get("scopes", DEFAULT_SCOPES),
+                            body.get("permissions"), body.get("projects"))
+            return 200, {"status": "ok", "client_id": body["client_id"]}
+        if segs == ["token_lifetime"] and method == "POST":
+            self.identity.lifetime = float(body["seconds"])
+            return 200, {"status": "ok", "seconds": self.identity.lifetime}
         if segs == ["backward_advance"] and method == "POST":
             self.backward_advance = body.get("mode")
             return 200, {"status": "ok", "mode": self.backward_advance}

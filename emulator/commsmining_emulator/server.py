@@ -18,6 +18,7 @@ Permissions per route (403 names the first missing one):
   GET  /api/v1/datasets/<p>/<d>/labellers/<version>/validation             View labels
   POST /api/v1/sources/<p>/<s>/statistics                                  View sources
   POST /api/v1/audit_events/query                                          Read audit logs (IXP Audit Log Viewer)
+  POST /identity_/connect/token (UiPath Identity, identity.py)             client id, secret and granted scopes
   /_emulator/...                                                           none (test controls)
 """
 
@@ -35,6 +36,7 @@ import orjson
 
 from .faults import RESULTS_KINDS, Fault
 from .insights import AUDIT_PERMISSION, count_comments, thread_properties
+from .identity import TOKEN_PATH
 from .world import ApiError, _parse_time_ms
 
 HTML_TEMPLATE = "<html><body><h1>%d %s</h1></body></html>"
@@ -191,6 +193,9 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         raw_path, _, query = self.path.partition("?")
+        if raw_path == TOKEN_PATH:
+            self._token(method, raw, t0)
+            return
         if raw_path.startswith("/_emulator"):
             try:
                 status, obj = emu._admin(method, _segments(raw_path)[1:], raw, query)
@@ -201,6 +206,29 @@ class Handler(BaseHTTPRequestHandler):
             self._send(status, orjson.dumps(obj), t0=t0)
             return
         self._api(method, raw_path, query, raw, t0)
+
+    def _token(self, method, raw, t0):
+        """UiPath Identity's token endpoint (identity.py); faults on route `token` apply to it."""
+        emu = self.server.emu
+        fault = emu.faults.pick("token") if emu._has_faults() else None
+        if fault is not None and fault.kind in ("delay", "hang", "drop", "status"):
+            emu._record(method, TOKEN_PATH, 0 if fault.kind in ("hang", "drop") else fault.status, "token")
+            if fault.kind == "delay":
+                emu._sleep(fault.seconds)
+            elif fault.kind in ("hang", "drop"):
+                if fault.kind == "hang":
+                    emu._sleep(fault.seconds)
+                self._drop(reset=fault.kind == "drop")
+                return
+            else:
+                self._send(fault.status, orjson.dumps({"error": "temporarily_unavailable"}), t0=t0)
+                return
+        if method != "POST":
+            status, obj = 405, {"error": "invalid_request"}
+        else:
+            status, obj = emu.identity.token(raw)
+        emu._record(method, TOKEN_PATH, status, "token")
+        self._send(status, orjson.dumps(obj), headers={"Cache-Control": "no-store"}, t0=t0)
 
     def _api(self, method, raw_path, query, raw, t0):
         emu = self.server.emu
@@ -247,6 +275,8 @@ class Handler(BaseHTTPRequestHandler):
             token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
             if token is None or token not in emu.world.tokens:
                 raise ApiError(401, "Unauthorized")
+            if emu.identity.expired(token):
+                raise ApiError(401, "Unauthorized: the access token has expired")
             if fn is None:
                 if route == "method":
                     raise ApiError(405, "405 Method Not Allowed")

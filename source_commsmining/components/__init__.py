@@ -1,5 +1,6 @@
 """Every custom class the manifest names (`source_commsmining.components.X`), each where its job lives."""
 
+from source_commsmining.auth import AddDefaultTokenUrl, SharedTokenOAuthAuthenticator
 from source_commsmining.comments_state import CommentsStateCheck
 from source_commsmining.components.comments import CommentsExtractor
 from source_commsmining.components.label_defs import LabelDefsExtractor
@@ -9,6 +10,7 @@ from source_commsmining.model_versions import ModelVersionPartitions, Validation
 from source_commsmining.transport import DeadlineBearerAuthenticator, RetryAfter, TransportAwareErrorHandler
 
 __all__ = [
+    "AddDefaultTokenUrl",
     "CommentsExtractor",
     "CommentsStateCheck",
     "DeadlineBearerAuthenticator",
@@ -19,6 +21,7 @@ __all__ = [
     "ResultLabelsExtractor",
     "ResultsExtractor",
     "RetryAfter",
+    "SharedTokenOAuthAuthenticator",
     "TransportAwareErrorHandler",
     "ValidationColumns",
 ]
