@@ -14,6 +14,7 @@ Permissions per route (403 names the first missing one):
   POST .../streams/<name>/advance                                          Consume streams, View labels
   POST .../streams/<name>/fetch                                            Consume streams, View labels
   POST .../streams/<name>/reset                                            Consume streams, View labels
+  POST /api/v1/datasets/<p>/<d>/export                                     View sources, View labels
   /_emulator/...                                                           none (test controls)
 """
 
@@ -29,6 +30,7 @@ from urllib.parse import parse_qs, unquote
 
 import orjson
 
+from . import dataset_export
 from .faults import RESULTS_KINDS, Fault
 from .world import ApiError, _parse_time_ms
 
@@ -412,6 +414,13 @@ def h_export(w, tok, q, b, project, source):
     return 200, w.export(src, ts("from_timestamp"), ts("to_timestamp"), after, limit)
 
 
+def h_dataset_export(w, tok, q, b, project, ds):
+    # The export holds comments and their labels ("Dataset - Export" in IXP's role tables).
+    w.check(tok, project, ["View sources", "View labels"])
+    w.require_project(project)
+    return 200, dataset_export.export(w, w.dataset(project, ds), b)
+
+
 STREAM_OPS = {"results": ("GET", h_results), "advance": ("POST", h_advance), "reset": ("POST", h_reset),
               "fetch": ("POST", h_fetch)}
 
@@ -440,6 +449,8 @@ def match(method, s):
                 return want("GET", "datasets", h_datasets_project, (s[3],))
             if n == 5:
                 return want("GET", "datasets", h_dataset, (s[3], s[4]))
+            if n == 6 and s[5] == "export":
+                return want("POST", "export_dataset", h_dataset_export, (s[3], s[4]))
             if s[5] == "streams":
                 if n == 6:
                     return want("GET", "streams", h_streams, (s[3], s[4]))
