@@ -12,7 +12,8 @@ from integration_tests.conftest import CLAIMS, RAW, TRIAGE, URGENT, configured_c
 ACME_COMMENTS = 1000  # > 256 per acme source: the export pages through several continuations
 GLOBEX_COMMENTS = 50
 ALL_STREAMS = {
-    "sources", "stream_results", "stream_result_labels", "stream_result_fields", "datasets", "streams", "label_defs", "comments"
+    "sources", "stream_results", "stream_result_labels", "stream_result_fields", "datasets", "streams", "label_defs", "comments",
+    "dataset_comments", "dataset_comment_labels",
 }
 
 

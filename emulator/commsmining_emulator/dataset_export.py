@@ -219,18 +219,22 @@ def export(world, ds: Dataset, body: dict) -> dict:
 
 
 
-def add_dataset(world, project: str, name: str, comments: int) -> Dataset:
-    """A test control: a dataset over a new source of its own, with `comments` generated comments (every
-    period of the default scenario: one every 37 s from 2024-01-01) and a `triage` stream with a model."""
+def add_dataset(world, project: str, name: str, comments: int, base_ms=None, step_ms: int = 37_000) -> Dataset:
+    """A test control: a dataset over a new source of its own, with `comments` generated comments uploaded one
+    every `step_ms` from `base_ms` (the first exactly then; default: so that the last is an hour before now,
+    so a read up to now has no long empty stretch), and a `triage` stream with a model."""
+    import time
+
     from .world import default_model
 
-    base = 1_704_067_200_000
+    if base_ms is None:
+        base_ms = (int(time.time()) - 3600) * 1000 - int(comments) * step_ms
     with world.lock:
         if (project, name) in world.datasets:
             raise ApiError(409, "Dataset '%s/%s' already exists" % (project, name))
-        src = world._src(project, name + "-source", name.title() + " source", "Comments of " + name, base - 86_400_000 * 30)
+        src = world._src(project, name + "-source", name.title() + " source", "Comments of " + name, base_ms - 86_400_000 * 30)
         ds = Dataset(world, project, name, g.mix64(world.seed, g.str_salt("dataset:%s/%s" % (project, name))), [src], [0],
-                     int(comments), base, 37_000, base - 86_400_000 * 28, name.title(), "Added by a test.")
+                     int(comments), int(base_ms), int(step_ms), base_ms - 86_400_000 * 28, name.title(), "Added by a test.")
         world.datasets[(project, name)] = ds
-        world._add_stream(ds, "triage", default_model(), None, 0, base - 86_400_000 * 27, "Triage", "")
+        world._add_stream(ds, "triage", default_model(), None, 0, base_ms - 86_400_000 * 27, "Triage", "")
         return ds
