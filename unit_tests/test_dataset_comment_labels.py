@@ -51,10 +51,12 @@ def test_a_label_without_a_readable_name_is_left_out_and_counted():
 def test_both_streams_come_from_the_same_pages_each_with_its_own_state():
     with HttpMocker() as http:
         mock_datasets(http)
-        http.post(HttpRequest(EXPORT, body=WINDOW_1), page([exported("s1.c1", "2024-01-02T00:00:00.000000Z")]))
-        http.post(HttpRequest(EXPORT, body=WINDOW_2), page([]))
-        # Each page is mocked once: HttpMocker fails on leaving if any was asked for again (by the second stream).
+        first, second = HttpRequest(EXPORT, body=WINDOW_1), HttpRequest(EXPORT, body=WINDOW_2)
+        http.post(first, page([exported("s1.c1", "2024-01-02T00:00:00.000000Z")]))
+        http.post(second, page([]))
         output = run_read(cfg(), catalog("dataset_comments", "dataset_comment_labels"))
+        http.assert_number_of_calls(first, 1)  # not once per stream
+        http.assert_number_of_calls(second, 1)
     streams = [r.record.stream for r in output.records]
     assert streams.count("dataset_comments") == 1 and streams.count("dataset_comment_labels") == 2
     finals = {}
