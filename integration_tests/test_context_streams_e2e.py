@@ -13,7 +13,7 @@ ACME_COMMENTS = 1000  # > 256 per acme source: the export pages through several 
 GLOBEX_COMMENTS = 50
 ALL_STREAMS = {
     "sources", "stream_results", "stream_result_labels", "stream_result_fields", "datasets", "streams", "label_defs", "comments",
-    "dataset_comments", "dataset_comment_labels",
+    "dataset_comments", "dataset_comment_labels", "stream_label_thresholds",
 }
 
 
