@@ -94,13 +94,15 @@ def is_reviewed(seed: int, comment_id: str) -> bool:
     return g.mix64(seed, int(comment_id, 16), 0x4EF1) % REVIEWED_EVERY == 0
 
 
-def reviewed_labels(seed: int, comment: dict, version: int) -> list:
-    """The names a person assigned (empty when the comment was not reviewed), in assignment order."""
+def reviewed_labels(seed: int, comment: dict, version: int, predicted=None) -> list:
+    """The names a person assigned (empty when the comment was not reviewed), in assignment order.
+    `predicted`: the comment's predicted_labels, when the caller has them already."""
     cid = comment["id"]
     if not is_reviewed(seed, cid):
         return []
     r = random.Random(g.mix64(seed, int(cid, 16), 0x4EF2))
-    names = [name for name, probability in predicted_labels(cid, version) if r.random() < probability]
+    predicted = predicted_labels(cid, version) if predicted is None else predicted
+    names = [name for name, probability in predicted if r.random() < probability]
     if r.random() < 0.25:  # a label the model did not predict
         missed = g.LABELS[g.LEAVES[int(r.random() * len(g.LEAVES))]][0]
         if missed not in names:
@@ -112,15 +114,16 @@ def exported(world, ds: Dataset, c: dict) -> dict:
     """One ExportedComment."""
     version = model_version(ds)
     created_ms = _parse_time_ms(c["created_at"])
+    predicted = predicted_labels(c["id"], version)
     assigned = []
-    for k, name in enumerate(reviewed_labels(world.seed, c, version)):
+    for k, name in enumerate(reviewed_labels(world.seed, c, version, predicted)):
         h = g.mix64(world.seed, int(c["id"], 16), k, 0x4EF3)
         assigned.append({"name": name, "sentiment": None,
                          "metadata": {"user_id": REVIEWERS[h % len(REVIEWERS)],
                                       "timestamp": g.fmt_ms(created_ms + 3_600_000 + h % 86_400_000)}})
     body = {"comment": c, "annotations": {"labels": {"assigned": assigned}, "sentiment": None},
             "predictions": {"labels": [{"name": name.split(" > "), "probability": p, "sentiment": None}
-                                       for name, p in predicted_labels(c["id"], version)], "sentiment": None}}
+                                       for name, p in predicted], "sentiment": None}}
     src = next((s for s in ds.sources if s.id == c["source_id"]), None)
     if src is None or src.kind != "chat":
         body["thread_properties"] = thread_properties(c)
