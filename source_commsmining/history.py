@@ -270,7 +270,7 @@ def _trace_stream(message: AirbyteMessage) -> Optional[str]:
     trace = message.trace
     if trace is None:
         return None
-    for part in (trace.stream_status, trace.error, trace.estimate):
+    for part in (trace.stream_status, trace.error):
         descriptor = getattr(part, "stream_descriptor", None)
         if descriptor is not None:
             return descriptor.name
@@ -287,5 +287,5 @@ def _renamed_trace(message: AirbyteMessage, name: str) -> AirbyteMessage:
     trace = message.trace
     descriptor = StreamDescriptor(name=name)
     parts = {field: replace(getattr(trace, field), stream_descriptor=descriptor)
-             for field in ("stream_status", "error", "estimate") if getattr(trace, field, None) is not None}
+             for field in ("stream_status", "error") if getattr(trace, field, None) is not None}
     return AirbyteMessage(type=Type.TRACE, trace=replace(trace, **parts))
