@@ -24,6 +24,8 @@ import random
 import struct
 from bisect import bisect_left
 
+import orjson
+
 from . import generator as g
 from .world import DEFAULT_MODEL_VERSION, REUPLOAD_BACK, ApiError, Dataset, SourceView, _parse_time_ms, is_reupload
 
@@ -31,6 +33,8 @@ REVIEWED_EVERY = 4  # about one comment in four carries reviewed labels
 ORDERS = ("timestamp", "created_at")
 MAX_LIMIT = 1024
 REVIEWERS = ["%016x" % g.str_salt("reviewer:%d" % k) for k in range(5)]
+# A benchmark's cache of serialized ExportedComments, {(dataset, queue index): bytes or None}: see warm().
+_WARM: dict = {}
 
 
 # ---------------------------------------------------------------- which comments, in which order
@@ -213,6 +217,10 @@ def export(world, ds: Dataset, body: dict) -> dict:
             if len(out) >= limit:
                 break
             position += 1
+            if _WARM and uids is None and sources is None and (ds, i) in _WARM:
+                if _WARM[(ds, i)] is not None:
+                    out.append(orjson.Fragment(_WARM[(ds, i)]))
+                continue
             c = export_comment(ds, i)
             if c is None or (uids is not None and c["uid"] not in uids) or (sources is not None and c["source_id"] not in sources):
                 continue
@@ -220,6 +228,15 @@ def export(world, ds: Dataset, body: dict) -> dict:
     more = position < length
     return {"status": "ok", "comments": out, "continuation": encode(world, ds, order, position) if more else None}
 
+
+
+def warm(world, ds: Dataset) -> None:
+    """For benchmarks: serialize every ExportedComment of `ds` once, so that the export then costs the
+    emulator next to no CPU per comment (an API whose time is its latency, not this machine's CPU).
+    Valid until the dataset changes: nothing is uploaded to a warmed dataset."""
+    for i in range(ds.total()):
+        c = export_comment(ds, i)
+        _WARM[(ds, i)] = None if c is None else orjson.dumps(exported(world, ds, c))
 
 
 def add_dataset(world, project: str, name: str, comments: int, base_ms=None, step_ms: int = 37_000) -> Dataset:
