@@ -118,9 +118,9 @@ def cursors_on_last_comment(emu: Emulator, state: Dict[str, Any], datasets: List
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets-comments", type=int, default=2000, help="comments per dataset in the datasets goal")
-    parser.add_argument("--datasets-page-size", type=int, default=256, help="export page size in the datasets goal")
+    parser.add_argument("--datasets-page-size", type=int, default=64, help="export page size in the datasets goal")
     parser.add_argument("--big-comments", type=int, default=100_000, help="comments of the one dataset in the windows goal")
-    parser.add_argument("--big-page-size", type=int, default=256, help="export page size in the windows goal")
+    parser.add_argument("--big-page-size", type=int, default=64, help="export page size in the windows goal")
     parser.add_argument("--windows", type=int, default=12, help="windows the large dataset is read in")
     parser.add_argument("--latency-ms", type=float, default=100)
     parser.add_argument("--output", default="benchmarks/results-history.json")
