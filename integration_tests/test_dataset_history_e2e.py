@@ -4,8 +4,11 @@ Truth comes from the emulator's world (commsmining_emulator.dataset_export: each
 their latest version, the labels a person reviewed, the model's predicted labels), not from the connector.
 """
 
+import json
+from pathlib import Path
 from typing import Any, Dict, List, Set, Tuple
 
+import jsonschema
 import pytest
 
 from commsmining_emulator import Emulator, dataset_export
@@ -15,6 +18,7 @@ from integration_tests.conftest import connector_config, run_connector
 
 COMMENTS, LABELS = "dataset_comments", "dataset_comment_labels"
 DAY = 86_400_000
+SCHEMAS = Path(__file__).resolve().parent.parent / "source_commsmining" / "schemas"
 
 
 def catalog(*names: str, mode: str = "incremental") -> Dict[str, Any]:
@@ -92,6 +96,9 @@ def test_first_sync_reads_every_comment_of_every_dataset_once_with_its_reviewed_
     assert len(label_keys) == len(set(label_keys))
     assert {key[:5] for key in label_keys} == truth_labels(emu)
     assert all(r["probability"] is not None for r in labels if r["kind"] == "predicted")
+    for stream, records in ((COMMENTS, comments), (LABELS, labels)):  # the declared schemas are true to what is sent
+        validator = jsonschema.Draft7Validator(json.loads((SCHEMAS / f"{stream}.json").read_text()))
+        assert not [error.message for record in records for error in validator.iter_errors(record)][:3], stream
     # Both streams end with the same state, and nothing moved a Communications Mining stream.
     assert last_state(run, COMMENTS)[0]["stream"]["stream_state"] == last_state(run, LABELS)[0]["stream"]["stream_state"]
     after = {(p, d, s): emu.stream_state(p, d, s) for (p, d, s) in before}
