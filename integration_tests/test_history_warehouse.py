@@ -83,10 +83,10 @@ def _close(a, b) -> bool:
     return (a is None and b is None) or (a is not None and b is not None and abs(float(a) - b) <= 0.0011)
 
 
-@pytest.mark.runs_long(20)
+@pytest.mark.runs_long(40)
 @pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
 def test_precision_and_recall_in_plain_sql_match_the_emulators_truth(warehouse, tmp_path, request, pyairbyte_source):
-    with Emulator(seed=7, comments=300) as emu:
+    with Emulator(seed=7, comments=150) as emu:
         if warehouse == "postgres":
             cache = _postgres_cache(tmp_path, request.getfixturevalue("postgres"))
             with cache.get_sql_engine().begin() as conn:
