@@ -234,6 +234,8 @@ def warm(world, ds: Dataset) -> None:
     """For benchmarks: serialize every ExportedComment of `ds` once, so that the export then costs the
     emulator next to no CPU per comment (an API whose time is its latency, not this machine's CPU).
     Valid until the dataset changes: nothing is uploaded to a warmed dataset."""
+    if not hasattr(orjson, "Fragment"):
+        raise RuntimeError("warm() embeds pre-serialized comments with orjson.Fragment: upgrade orjson (3.10 or later)")
     for i in range(ds.total()):
         c = export_comment(ds, i)
         _WARM[(ds, i)] = None if c is None else orjson.dumps(exported(world, ds, c))
