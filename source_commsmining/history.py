@@ -11,10 +11,11 @@ on upload time in windows, a cursor paginator on `continuation`); this module ho
   (the next window's start), so whether the API's `to` is inclusive (the emulator's) or exclusive, a
   comment uploaded exactly on a window edge is read once: by the window that starts there.
 - `label_rows`: the flat rows of one record, one per label per kind (`reviewed`, `predicted`).
-- `SharedPages`: both streams from the same pages. When both are selected, SourceCommsmining.read has
-  the CDK read `dataset_comments` alone and emits, from each of its records, the record and its label
-  rows, and from each of its STATE messages one for each selected stream (the same cursor: the same
-  pages were read). Each stream keeps its own state; when the two states differ (one was cleared, or
+- `SharedPages`: both streams from the same pages. When `dataset_comment_labels` is selected,
+  SourceCommsmining.read has the CDK read `dataset_comments` alone (on a source built for that catalog
+  and state: about 0.9 s of start-up more) and emits, from each of its records, the record (if
+  selected) and its label rows, and from each of its STATE messages one for each selected stream (the
+  same cursor: the same pages were read). Each stream keeps its own state; when the two states differ (one was cleared, or
   selected later), the read starts over for both (None), which is what the one without state needs.
 """
 

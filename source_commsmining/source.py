@@ -194,9 +194,10 @@ class SourceCommsmining(YamlDeclarativeSource):
             )
         failure: Optional[BaseException] = None
         history, rest = SharedPages.split(others)
-        if history:
-            # dataset_comments and dataset_comment_labels from the same pages (history.py): the CDK reads
+        if any(s.stream.name == HISTORY[1] for s in history):
+            # dataset_comment_labels from the pages of dataset_comments (history.py): the CDK reads
             # dataset_comments alone, from the state they share, on a source built for that catalog and state.
+            # (dataset_comments alone needs none of this: the CDK reads it as any declarative stream.)
             manager = ConnectorStateManager(state)
             shared = SharedPages(history, {s.stream.name: manager.get_stream_state(s.stream.name, None) for s in history}, logger)
             others = ConfiguredAirbyteCatalog(streams=rest + [shared.configured()])
