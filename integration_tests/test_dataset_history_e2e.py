@@ -175,3 +175,12 @@ def test_an_interrupted_sync_resumes_each_dataset_where_it_stopped(emu, monkeypa
     assert len(resumed) < 1000 * 0.75
     read = {r["uid"] for r in rows(first, COMMENTS) + resumed if r["dataset"] == "recent"}
     assert read == {uid for (_, name, uid) in truth(emu) if name == "recent"}
+
+
+def test_a_token_without_the_export_permission_fails_with_a_config_error_naming_it(emu):
+    token = emu.add_token("tok-sources-only-1234", permissions=["View sources"])
+    run = run_connector("read", config(emu, api_token=token), catalog(COMMENTS, LABELS))
+    assert run.returncode != 0
+    errors = [m["trace"]["error"] for m in run.of_type("TRACE") if m["trace"]["type"] == "ERROR"]
+    assert any(e["failure_type"] == "config_error" and "Dataset - Export" in e["message"] for e in errors), errors
+    assert token not in run.raw + run.stderr
