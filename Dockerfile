@@ -22,5 +22,5 @@ ENTRYPOINT ["source-commsmining"]
 
 USER airbyte
 
-LABEL io.airbyte.version=0.1.0
+LABEL io.airbyte.version=0.2.0
 LABEL io.airbyte.name=airbyte/source-commsmining

@@ -92,7 +92,7 @@ bench: $(STAMP) $(BENCH_STAMP)  ## benchmarks; writes benchmarks/results.json
 bench-layers: $(STAMP) $(BENCH_STAMP)  ## what the layers the connector keeps cost (wall time and valgrind instructions; not goals); writes benchmarks/results-layers.json
 	$(PY) benchmarks/run.py --connector $(BENCH_VENV)/bin/source-commsmining --output benchmarks/results-layers.json --only layers,instructions --throughput-comments 50000 --repeats 5
 
-demo: $(STAMP)  ## start the emulator, check, sync sources + stream_results (+ flat tables) into DuckDB via PyAirbyte (AUTH=oauth: as an External Application)
+demo: $(STAMP)  ## start the emulator, check, sync sources + stream_results (+ flat tables) and the dataset history into DuckDB via PyAirbyte (AUTH=oauth: as an External Application)
 	DEMO_AUTH=$(or $(AUTH),$(DEMO_AUTH),api_token) $(PY) -m demo.run
 
 emulator: $(STAMP)  ## run the emulator in the foreground on port 8077

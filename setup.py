@@ -29,7 +29,7 @@ TEST_REQUIREMENTS = [
 
 setup(
     name="source-commsmining",
-    version="0.1.0",
+    version="0.2.0",
     description="Airbyte source for UiPath Communications Mining (formerly Re:infer).",
     python_requires=">=3.10,<3.14",
     packages=find_packages(include=["source_commsmining", "source_commsmining.*"]),

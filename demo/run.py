@@ -113,6 +113,36 @@ def print_promoted_columns(results: "list[dict]") -> None:
     print(f"  model_version (from each stream's definition): {', '.join(versions)}")
 
 
+# History and ground truth: the dataset export's streams, and the docs' precision/recall SQL (the same file).
+HISTORY = ["dataset_comments", "dataset_comment_labels", "stream_label_thresholds"]
+PREDICTIONS_VS_REVIEWED = (ROOT / "docs" / "sql" / "predictions_vs_reviewed.sql").read_text()
+
+
+def print_history(rows: "dict[str, int]", reviewed: int, columns: "list[str]", quality: "list[tuple]") -> None:
+    print("\nhistory from the dataset export (moves no stream):")
+    for table, n in rows.items():
+        print(f"  {table:<24} {n:>6} rows")
+    print(f"  {reviewed} comments carry labels a person reviewed (the ground truth)")
+    print("\npredictions against reviewed labels, plain SQL (docs/commsmining.md, docs/sql/predictions_vs_reviewed.sql);")
+    print("the 10 labels with the most reviewed comments:")
+    shown = ["stream", "label", "threshold", "reviewed", "precision_at_threshold", "recall_at_threshold",
+             "precision_at_cutoff", "recall_at_cutoff"]
+    print("  " + "  ".join(f"{c:>10}" if c not in ("label", "stream") else f"{c:<26}" if c == "label" else f"{c:<12}"
+                           for c in ["stream", "label", "threshold", "reviewed", "P@thr", "R@thr", "P@0.5", "R@0.5"]))
+    for row in quality:
+        values = dict(zip(columns, row))
+        cells = []
+        for c in shown:
+            v = values[c]
+            if c == "stream":
+                cells.append(f"{v:<12}")
+            elif c == "label":
+                cells.append(f"{v:<26}")
+            else:
+                cells.append(f"{'-' if v is None else (f'{float(v):.3f}' if c != 'reviewed' else str(v)):>10}")
+        print("  " + "  ".join(cells))
+
+
 def main() -> None:
     import airbyte as ab
 
@@ -125,7 +155,7 @@ def main() -> None:
             "source-commsmining",
             config=config,
             local_executable=str(BIN / "source-commsmining"),
-            streams=["sources", "stream_results", "stream_result_labels", "stream_result_fields"],
+            streams=["sources", "stream_results", "stream_result_labels", "stream_result_fields", *HISTORY],
         )
         source.check()
         print("check: succeeded")
@@ -147,6 +177,12 @@ def main() -> None:
             ).fetchall()
             results = [dict(row._mapping) for row in connection.execute(text("SELECT * FROM commsmining.stream_results"))]
             per_day = connection.execute(text(COMMENTS_PER_LABEL_PER_DAY)).fetchall()
+            history_rows = {t: connection.execute(text(f"SELECT count(*) FROM commsmining.{t}")).scalar() for t in HISTORY}
+            reviewed = connection.execute(
+                text("SELECT count(*) FROM commsmining.dataset_comments WHERE has_reviewed_labels")).scalar()
+            connection.execute(text("SET search_path = 'commsmining'"))
+            quality = connection.execute(text(f"SELECT * FROM ({PREDICTIONS_VS_REVIEWED}) AS q ORDER BY reviewed DESC, label, stream LIMIT 10"))
+            quality_columns, quality_rows = list(quality.keys()), quality.fetchall()
         print_keys(results)
         print_promoted_columns(results)
         print("\ntop predicted labels (meeting the stream threshold):")
@@ -156,6 +192,7 @@ def main() -> None:
         print("the busiest 8:")
         for stream, label, day, comments in per_day:
             print(f"  {stream:<12} {str(day)[:10]}  {comments:>4}  {label}")
+        print_history(history_rows, reviewed, quality_columns, quality_rows)
         print(f"\nDuckDB file: {DEMO_DIR / 'demo.duckdb'}")
         print(
             "\nTo sync a real tenant instead, use the same code with:\n"

@@ -14,6 +14,7 @@ GLOBEX_COMMENTS = 50
 ALL_STREAMS = {
     "sources", "stream_results", "stream_result_labels", "stream_result_fields", "datasets", "streams", "label_defs", "comments",
     "model_validation", "audit_events",
+    "dataset_comments", "dataset_comment_labels", "stream_label_thresholds",
 }
 
 

@@ -10,9 +10,12 @@ from airbyte_cdk.models import (
     AirbyteCatalog,
     AirbyteConnectionStatus,
     AirbyteMessage,
+    AirbyteStateBlob,
     AirbyteStateMessage,
     AirbyteStateType,
+    AirbyteStreamState,
     ConfiguredAirbyteCatalog,
+    StreamDescriptor,
     SyncMode,
 )
 from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
@@ -26,6 +29,7 @@ from source_commsmining.comments_state import bound_cursor
 from source_commsmining.config import as_migrated, validate_config
 from source_commsmining.errors import config_error
 from source_commsmining.flat_tables import TABLES as RESULTS_TABLES
+from source_commsmining.history import HISTORY, SharedPages
 from source_commsmining.records import first_few
 from source_commsmining.results_reader import ResultsReader
 from source_commsmining.state import ResultsState, json_path
@@ -194,7 +198,23 @@ class SourceCommsmining(YamlDeclarativeSource):
                 {table: manager.get_stream_state(table, None) for table in RESULTS_TABLES if table in selected}, cm_streams
             )
         failure: Optional[BaseException] = None
-        if others.streams:
+        history, rest = SharedPages.split(others)
+        if any(s.stream.name == HISTORY[1] for s in history):
+            # dataset_comment_labels from the pages of dataset_comments (history.py): the CDK reads
+            # dataset_comments alone, from the state they share, on a source built for that catalog and state.
+            # (dataset_comments alone needs none of this: the CDK reads it as any declarative stream.)
+            manager = ConnectorStateManager(state)
+            shared = SharedPages(history, {s.stream.name: manager.get_stream_state(s.stream.name, None) for s in history}, logger)
+            others = ConfiguredAirbyteCatalog(streams=rest + [shared.configured()])
+            state = [m for m in state or [] if _state_name(m) not in HISTORY] + (
+                [_stream_state(HISTORY[0], shared.state)] if shared.state else []
+            )
+            inner = type(self)(catalog=others, config=self._config, state=state)
+            try:
+                yield from shared.messages(super(SourceCommsmining, inner).read(logger, inner._config, others, state))
+            except AirbyteTracedException as error:  # still read stream_results, then fail the sync
+                failure = error
+        elif others.streams:
             try:
                 yield from super().read(logger, config, others, state)
             except AirbyteTracedException as error:  # still read stream_results, then fail the sync
@@ -215,6 +235,18 @@ class SourceCommsmining(YamlDeclarativeSource):
             yield from reader.read()
         if failure is not None:
             raise failure
+
+
+def _state_name(message: AirbyteStateMessage) -> Optional[str]:
+    stream = message.stream if message.type == AirbyteStateType.STREAM else None
+    return stream.stream_descriptor.name if stream is not None else None
+
+
+def _stream_state(name: str, value: Mapping[str, Any]) -> AirbyteStateMessage:
+    return AirbyteStateMessage(
+        type=AirbyteStateType.STREAM,
+        stream=AirbyteStreamState(stream_descriptor=StreamDescriptor(name=name), stream_state=AirbyteStateBlob(value)),
+    )
 
 
 def _nested_deeper_than(value: Any, limit: int) -> bool:

@@ -28,17 +28,21 @@ STREAM_MODELS: Dict[str, Tuple[str, Set[str]]] = {
     "comments": ("Comment", {"project", "source", "thread_properties"}),
     "model_validation": ("ValidationSummaryV1", {"project", "dataset", "dataset_id", "model_version", "read_at", "model_tags", "streams"}),
     "audit_events": ("AuditEvent", set()),
+    "dataset_comments": ("ExportedComment", {"project", "dataset", "uid", "comment_id", "source_id", "thread_id", "created_at",
+                                             "timestamp", "last_modified", "has_reviewed_labels", "reviewed_label_count",
+                                             "predicted_label_count"}),
 }
 # Nested objects whose properties our schemas describe: (stream, column) -> the API model.
 NESTED_MODELS = {
     ("comments", "thread_properties"): "GetSourceCommentsResponseThreadPropertiesInner",
     ("streams", "model"): "TriggerUserModel",
     ("stream_results", "comment"): "Comment",
+    ("dataset_comments", "comment"): "Comment",
     ("stream_results", "prediction"): "StreamCommentPrediction",
 }
 # Streams whose records the connector builds from several API objects: their API parts are
 # checked through NESTED_MODELS (stream_results keeps `comment` and `prediction` whole).
-BUILT_BY_THE_CONNECTOR = {"stream_results", "stream_result_labels", "stream_result_fields"}
+BUILT_BY_THE_CONNECTOR = {"stream_results", "stream_result_labels", "stream_result_fields", "dataset_comment_labels", "stream_label_thresholds"}
 _ORDER = ["null", "string", "integer", "number", "boolean", "object", "array"]
 
 

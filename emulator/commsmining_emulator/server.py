@@ -19,6 +19,7 @@ Permissions per route (403 names the first missing one):
   POST /api/v1/sources/<p>/<s>/statistics                                  View sources
   POST /api/v1/audit_events/query                                          Read audit logs (IXP Audit Log Viewer)
   POST /identity_/connect/token (UiPath Identity, identity.py)             client id, secret and granted scopes
+  POST /api/v1/datasets/<p>/<d>/export                                     View sources, View labels
   /_emulator/...                                                           none (test controls)
 """
 
@@ -34,6 +35,7 @@ from urllib.parse import parse_qs, unquote
 
 import orjson
 
+from . import dataset_export
 from .faults import RESULTS_KINDS, Fault
 from .insights import AUDIT_PERMISSION, count_comments, thread_properties
 from .identity import TOKEN_PATH
@@ -478,6 +480,13 @@ def h_audit_events(w, tok, q, b):
     return 200, w.audit.query(b)
 
 
+def h_dataset_export(w, tok, q, b, project, ds):
+    # The export holds comments and their labels ("Dataset - Export" in IXP's role tables).
+    w.check(tok, project, ["View sources", "View labels"])
+    w.require_project(project)
+    return 200, dataset_export.export(w, w.dataset(project, ds), b)
+
+
 STREAM_OPS = {"results": ("GET", h_results), "advance": ("POST", h_advance), "reset": ("POST", h_reset),
               "fetch": ("POST", h_fetch)}
 
@@ -508,6 +517,8 @@ def match(method, s):
                 return want("GET", "datasets", h_datasets_project, (s[3],))
             if n == 5:
                 return want("GET", "datasets", h_dataset, (s[3], s[4]))
+            if n == 6 and s[5] == "export":
+                return want("POST", "export_dataset", h_dataset_export, (s[3], s[4]))
             if s[5] == "streams":
                 if n == 6:
                     return want("GET", "streams", h_streams, (s[3], s[4]))

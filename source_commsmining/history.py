@@ -1,0 +1,292 @@
+"""`dataset_comments` and `dataset_comment_labels`: a dataset's history and ground truth, from the dataset export.
+
+The documented export (`POST /api/v1/datasets/<project>/<dataset>/export`) reads a dataset's comments
+with the labels people reviewed (`annotations.labels.assigned`) and the model's predictions, without
+moving any stream. The manifest declares both streams (a partition per dataset, a DatetimeBasedCursor
+on upload time in windows, a cursor paginator on `continuation`); this module holds what it cannot say:
+
+- `DatasetCommentsExtractor`: a record per exported comment, with promoted columns that stay null
+  (not "None") when the API leaves a value out, and only the comments uploaded in the page's window
+  `[from, to)`. The requester sends `to` = the window's inclusive end plus the cursor's granularity
+  (the next window's start), so whether the API's `to` is inclusive (the emulator's) or exclusive, a
+  comment uploaded exactly on a window edge is read once: by the window that starts there.
+- `label_rows`: the flat rows of one record, one per label per kind (`reviewed`, `predicted`).
+- `SharedPages`: both streams from the same pages. When `dataset_comment_labels` is selected,
+  SourceCommsmining.read has the CDK read `dataset_comments` alone (on a source built for that catalog
+  and state: about 0.9 s of start-up more) and emits, from each of its records, the record (if
+  selected) and its label rows, and from each of its STATE messages one for each selected stream (the
+  same cursor: the same pages were read). Each stream keeps its own state; when the two states differ (one was cleared, or
+  selected later), the read starts over for both (None), which is what the one without state needs.
+"""
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, MutableMapping, Optional, Tuple
+from urllib.parse import unquote, urlsplit
+
+import re
+
+import orjson
+import requests
+from airbyte_cdk.models import (
+    AirbyteMessage,
+    AirbyteRecordMessage,
+    ConfiguredAirbyteCatalog,
+    ConfiguredAirbyteStream,
+    FailureType,
+    StreamDescriptor,
+    SyncMode,
+    Type,
+)
+from airbyte_cdk.sources.declarative.extractors.record_extractor import RecordExtractor
+
+from source_commsmining.envelope import BadResponse, decode
+
+COMMENTS = "dataset_comments"
+LABELS = "dataset_comment_labels"
+HISTORY = (COMMENTS, LABELS)
+REVIEWED, PREDICTED = "reviewed", "predicted"
+LEVELS = " > "
+_EXPORT_PATH = re.compile(r"/datasets/(?P<project>[^/]+)/(?P<dataset>[^/]+)/export$")
+
+
+def _time(value: Any) -> Optional[datetime]:
+    if value.__class__ is not str:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+def _text(value: Any) -> Optional[str]:
+    return value if value.__class__ is str else None
+
+
+def label_name(name: Any) -> Optional[str]:
+    """A label's name as one string: the API sends a string (`Billing > Refund`) or the list of its levels."""
+    if name.__class__ is str:
+        return name or None
+    if name.__class__ is list and name and all(level.__class__ is str and level for level in name):
+        return LEVELS.join(name)
+    return None
+
+
+def _labels(container: Any, *path: str) -> List[Any]:
+    for key in path:
+        container = container.get(key) if container.__class__ is dict else None
+    return container if container.__class__ is list else []
+
+
+def _bad(names: Mapping[str, str], request_body: Mapping[str, Any], what: str) -> BadResponse:
+    return BadResponse(
+        message=(
+            f"The Communications Mining API's export of dataset {names['project']}/{names['dataset']} (stream "
+            f"{COMMENTS}, continuation {request_body.get('continuation') or 'none: the first page'}, window "
+            f"{request_body.get('from')} to {request_body.get('to')}) sent {what}. Sync again; if it persists, "
+            "report it to UiPath support."
+        ),
+        failure_type=FailureType.system_error,
+    )
+
+
+def build_record(item: Mapping[str, Any], names: Mapping[str, str]) -> Dict[str, Any]:
+    """A `dataset_comments` record: the exported comment whole, plus its key and promoted columns."""
+    comment = item["comment"]
+    assigned = _labels(item.get("annotations"), "labels", "assigned")
+    predicted = _labels(item.get("predictions"), "labels")
+    return {
+        "project": names["project"],
+        "dataset": names["dataset"],
+        "uid": comment["uid"],
+        "comment_id": _text(comment.get("id")),
+        "source_id": _text(comment.get("source_id")),
+        "thread_id": _text(comment.get("thread_id")),
+        "created_at": comment["created_at"],
+        "timestamp": _text(comment.get("timestamp")),
+        "last_modified": _text(comment.get("last_modified")),
+        "has_reviewed_labels": bool(assigned),
+        "reviewed_label_count": len(assigned),
+        "predicted_label_count": len(predicted),
+        "comment": comment,
+        "annotations": item.get("annotations"),
+        "predictions": item.get("predictions"),
+        "thread_properties": item.get("thread_properties"),
+    }
+
+
+@dataclass
+class DatasetCommentsExtractor(RecordExtractor):
+    """`dataset_comments` records of one export page, keeping those uploaded in the request's [from, to)."""
+
+    def extract_records(self, response: requests.Response) -> Iterable[MutableMapping[Any, Any]]:
+        body = decode(response, required=("comments",))
+        request = response.request
+        match = _EXPORT_PATH.search(urlsplit(request.url).path)
+        if match is None:
+            raise ValueError(f"not a dataset export URL: {urlsplit(request.url).path}")
+        names = {key: unquote(value) for key, value in match.groupdict().items()}
+        try:
+            sent = orjson.loads(request.body or b"{}")
+        except orjson.JSONDecodeError:
+            sent = {}
+        low, high = _time(sent.get("from")), _time(sent.get("to"))
+        comments = body["comments"]
+        if comments.__class__ is not list:
+            raise _bad(names, sent, f"`comments` as {type(comments).__name__}, not a list")
+        for index, item in enumerate(comments):
+            comment = item.get("comment") if item.__class__ is dict else None
+            uid = comment.get("uid") if comment.__class__ is dict else None
+            created = _time(comment.get("created_at")) if comment.__class__ is dict else None
+            if uid.__class__ is not str or not uid or created is None:
+                shown = f"comment {uid}" if uid.__class__ is str and uid else f"entry {index} of the page"
+                raise _bad(names, sent, f"{shown} without a `uid` and an RFC 3339 `created_at` (a comment cannot be keyed "
+                                        "or placed without them)")
+            if (low is not None and created < low) or (high is not None and created >= high):
+                continue  # another window's (an API whose `to` is inclusive sends the next window's first comment)
+            yield build_record(item, names)
+
+
+def label_rows(record: Mapping[str, Any]) -> Tuple[List[Dict[str, Any]], int]:
+    """(the `dataset_comment_labels` rows of a `dataset_comments` record, labels left out for want of a name).
+
+    Key [project, dataset, uid, kind, label, occurrence]: `occurrence` numbers the entries of one label
+    of one kind in the API's order, so a label assigned twice (with other metadata or sentiment) is two
+    rows, as is a label both assigned and predicted. Parent: the name without its last level.
+    """
+    key = {"project": record["project"], "dataset": record["dataset"], "uid": record["uid"]}
+    created_at = record.get("created_at")
+    rows: List[Dict[str, Any]] = []
+    counts: Dict[Tuple[str, str], int] = {}
+    skipped = 0
+    for kind, labels in ((REVIEWED, _labels(record.get("annotations"), "labels", "assigned")),
+                         (PREDICTED, _labels(record.get("predictions"), "labels"))):
+        for label in labels:
+            name = label_name(label.get("name")) if label.__class__ is dict else None
+            if name is None:
+                skipped += 1
+                continue
+            counts[(kind, name)] = occurrence = counts.get((kind, name), 0) + 1
+            metadata = label.get("metadata") if kind == REVIEWED else None
+            metadata = metadata if metadata.__class__ is dict else {}
+            probability = label.get("probability") if kind == PREDICTED else None
+            sentiment = label.get("sentiment")
+            rows.append({
+                **key,
+                "kind": kind,
+                "label": name,
+                "occurrence": occurrence,
+                "parent": name.rpartition(LEVELS)[0] or None,
+                "probability": probability if probability.__class__ in (int, float) else None,
+                # A reviewed label's sentiment is `positive`/`negative`; a predicted one's is a score.
+                "sentiment": sentiment if kind == REVIEWED and sentiment.__class__ is str else None,
+                "sentiment_score": sentiment if kind == PREDICTED and sentiment.__class__ in (int, float) else None,
+                "reviewed_by": _text(metadata.get("user_id")),
+                "reviewed_at": _text(metadata.get("timestamp")),
+                "created_at": created_at,
+            })
+    return rows, skipped
+
+
+@dataclass
+class DatasetCommentLabelsExtractor(DatasetCommentsExtractor):
+    """`dataset_comment_labels` rows of one export page (what the stream reads when read on its own)."""
+
+    def extract_records(self, response: requests.Response) -> Iterable[MutableMapping[Any, Any]]:
+        for record in super().extract_records(response):
+            yield from label_rows(record)[0]
+
+
+class SharedPages:
+    """Reads the selected history streams from one read of `dataset_comments` (see the module's docstring)."""
+
+    def __init__(self, selected: List[ConfiguredAirbyteStream], states: Mapping[str, Any], logger: logging.Logger):
+        self.selected = {configured.stream.name: configured for configured in selected}
+        self._logger = logger
+        self._warned = False
+        wanted = [states.get(name) for name in self.selected]
+        full_refresh = any(configured.sync_mode == SyncMode.full_refresh for configured in selected)
+        # One read for both: from the state they share, or from the start when they do not share one.
+        self.state = None if full_refresh or any(state != wanted[0] for state in wanted) else wanted[0]
+        if len(wanted) > 1 and self.state is None and any(wanted) and not full_refresh:
+            logger.info(f"{COMMENTS} and {LABELS} have different states: both are read again from `start_date`.")
+
+    @classmethod
+    def split(cls, catalog: ConfiguredAirbyteCatalog) -> Tuple[List[ConfiguredAirbyteStream], List[ConfiguredAirbyteStream]]:
+        """(the selected history streams, every other selected stream)."""
+        history = [s for s in catalog.streams if s.stream.name in HISTORY]
+        return history, [s for s in catalog.streams if s.stream.name not in HISTORY]
+
+    def configured(self) -> ConfiguredAirbyteStream:
+        """`dataset_comments` as the CDK reads it for both: incremental from the shared state."""
+        first = next(iter(self.selected.values()))
+        stream = self.selected.get(COMMENTS, first).stream
+        if COMMENTS not in self.selected:
+            stream = replace(stream, name=COMMENTS)
+        return ConfiguredAirbyteStream(stream=stream, sync_mode=SyncMode.incremental,
+                                       destination_sync_mode=first.destination_sync_mode, cursor_field=["created_at"])
+
+    def messages(self, messages: Iterable[AirbyteMessage]) -> Iterator[AirbyteMessage]:
+        want_comments, want_labels = COMMENTS in self.selected, LABELS in self.selected
+        for message in messages:
+            kind = message.type
+            if kind == Type.RECORD and message.record.stream == COMMENTS:
+                if want_comments:
+                    yield message
+                if want_labels:
+                    rows, skipped = label_rows(message.record.data)
+                    if skipped:
+                        self._warn(message.record.data, skipped)
+                    emitted_at = message.record.emitted_at
+                    for row in rows:
+                        yield AirbyteMessage(type=Type.RECORD,
+                                             record=AirbyteRecordMessage(stream=LABELS, data=row, emitted_at=emitted_at))
+            elif kind == Type.STATE and _state_stream(message) == COMMENTS:
+                for name in self.selected:
+                    yield _renamed_state(message, name)
+            elif kind == Type.TRACE and _trace_stream(message) == COMMENTS:
+                for name in self.selected:
+                    yield _renamed_trace(message, name)
+            else:
+                yield message
+
+    def _warn(self, record: Mapping[str, Any], skipped: int) -> None:
+        if not self._warned:
+            self._warned = True
+            self._logger.warning(
+                f"{LABELS}: {skipped} label(s) of comment {record.get('uid')} in {record.get('project')}/"
+                f"{record.get('dataset')} have no name this connector can read (neither a string nor a list of levels); "
+                f"they are left out of {LABELS} and stay in {COMMENTS}. Later ones are left out without another warning."
+            )
+
+
+def _state_stream(message: AirbyteMessage) -> Optional[str]:
+    stream = message.state.stream if message.state is not None else None
+    return stream.stream_descriptor.name if stream is not None else None
+
+
+def _trace_stream(message: AirbyteMessage) -> Optional[str]:
+    trace = message.trace
+    if trace is None:
+        return None
+    for part in (trace.stream_status, trace.error):
+        descriptor = getattr(part, "stream_descriptor", None)
+        if descriptor is not None:
+            return descriptor.name
+    return None
+
+
+def _renamed_state(message: AirbyteMessage, name: str) -> AirbyteMessage:
+    state = message.state
+    stream = replace(state.stream, stream_descriptor=StreamDescriptor(name=name))
+    return AirbyteMessage(type=Type.STATE, state=replace(state, stream=stream))
+
+
+def _renamed_trace(message: AirbyteMessage, name: str) -> AirbyteMessage:
+    trace = message.trace
+    descriptor = StreamDescriptor(name=name)
+    parts = {field: replace(getattr(trace, field), stream_descriptor=descriptor)
+             for field in ("stream_status", "error") if getattr(trace, field, None) is not None}
+    return AirbyteMessage(type=Type.TRACE, trace=replace(trace, **parts))
