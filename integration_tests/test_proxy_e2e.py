@@ -106,3 +106,30 @@ def test_a_plain_http_loopback_endpoint_is_never_sent_to_a_proxy(tmp_path):
         result, messages, _ = _run(tmp_path, env, "read", connector_config(emu), configured_catalog("sources", "stream_results"))
         assert result.returncode == 0 and not _errors(messages), result.stdout[-2000:]
         assert emu.request_log and not proxy.refused and not proxy.connects and not proxy.client_bytes
+
+
+def test_an_external_application_signs_in_and_reads_through_the_proxy_without_showing_it_a_secret(tmp_path, proxied_emulator):
+    """The token request of an External Application goes through the same proxy, under the same custom CA,
+    as every API call: the proxy sees tunnels only, never the client secret nor an access token."""
+    from commsmining_emulator.identity import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SCOPES, TOKEN_PATH
+
+    setup = proxied_emulator()
+    config = {
+        "api_endpoint": setup.url,
+        "credentials": {"auth_type": "oauth2_client_credentials", "client_id": DEFAULT_CLIENT_ID,
+                        "client_secret": DEFAULT_CLIENT_SECRET, "scopes": " ".join(DEFAULT_SCOPES),
+                        "token_url": setup.url + TOKEN_PATH},
+        "streams": [TRIAGE],
+        "retry_backoff_seconds": 0.05,
+    }
+    result, messages, _ = _run(tmp_path, setup.env, "read", config, configured_catalog("sources", "stream_results"))
+    assert result.returncode == 0 and not _errors(messages), result.stdout[-3000:] + result.stderr[-2000:]
+    assert {m["record"]["stream"] for m in messages if m["type"] == "RECORD"} == {"sources", "stream_results"}
+    paths = [path.split("?")[0] for _, path, _ in setup.emu.request_log]
+    assert TOKEN_PATH in paths and any(path.endswith("/advance") for path in paths), sorted(set(paths))
+    assert setup.through_proxy_only(), (setup.emulator_peers, setup.proxy.upstream_ports)
+    issued = list(setup.emu.identity.issued)
+    assert issued, "no access token was issued"
+    for secret in [DEFAULT_CLIENT_SECRET, *issued]:
+        assert not setup.proxy.saw(secret)
+        assert secret not in result.stdout and secret not in result.stderr
