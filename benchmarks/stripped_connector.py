@@ -28,7 +28,7 @@ import threading
 import orjson
 import requests
 
-LAYERS = {"http", "output", "mask", "columns"}
+LAYERS = {"http", "output", "mask", "columns", "gc_tuning", "serialize_once", "written_out_checks"}
 
 
 def _plain_http() -> None:
@@ -110,12 +110,49 @@ def _reference_columns() -> None:
     records.build_record = build_record
 
 
+def _no_gc_tuning() -> None:
+    """run._tune_gc does nothing: Python's collector as it starts."""
+    from source_commsmining import run
+
+    run._tune_gc = lambda: None
+
+
+def _no_serialize_once() -> None:
+    """Records keep their comment and prediction as plain values (the CDK serialises them); the depth check is a
+    test serialisation of the batch, as before serialize_once.py (a batch orjson refuses is walked)."""
+    from source_commsmining import serialize_once, stream_reading
+
+    def check_depth(records, where):
+        try:
+            orjson.dumps([(record.get("comment"), record.get("prediction")) for record in records])
+        except (orjson.JSONEncodeError, TypeError):
+            for position, record in enumerate(records):
+                for key in serialize_once.SERIALIZED_ONCE:
+                    if serialize_once._depth(record.get(key)) + 1 > serialize_once.MAX_RESULT_DEPTH:
+                        raise serialize_once._too_deep(record.get("uid"), position, where()) from None
+
+    stream_reading.serialize_once = check_depth
+
+
+def _helper_per_value_records() -> None:
+    """records.build_record as it was before its checks were written out: one helper call per checked value
+    (unit_tests/_records_reference.py, the frozen copy the equivalence tests compare records.py with)."""
+    import os
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from source_commsmining import records
+    from unit_tests import _records_reference
+
+    records.build_record = _records_reference.build_record
+
+
 def main() -> int:
     layers = set(sys.argv[1].split(",")) if len(sys.argv) > 1 else set()
     if not layers or layers - LAYERS:
         sys.exit("usage: stripped_connector.py LAYER[,LAYER...] read --config ... (layers: %s)" % ", ".join(sorted(LAYERS)))
     del sys.argv[1]
-    patches = {"http": _plain_http, "output": _bytes_output, "mask": _no_mask, "columns": _reference_columns}
+    patches = {"http": _plain_http, "output": _bytes_output, "mask": _no_mask, "columns": _reference_columns,
+               "gc_tuning": _no_gc_tuning, "serialize_once": _no_serialize_once, "written_out_checks": _helper_per_value_records}
     for layer in sorted(layers):
         patches[layer]()
     from source_commsmining.console import main as console_main

@@ -13,6 +13,7 @@ from airbyte_cdk.sources.types import StreamSlice
 from source_commsmining.envelope import decode
 from source_commsmining.flat_tables import FIELDS, LABELS, flat_rows
 from source_commsmining.records import build_records
+from source_commsmining.taxonomies import label_parent
 
 _RESULTS_PATH = re.compile(r"/datasets/(?P<project>[^/]+)/(?P<dataset>[^/]+)/streams/(?P<stream>[^/]+)/results$")
 
@@ -95,4 +96,4 @@ class LabelParent(RecordTransformation):
         stream_slice: Optional[StreamSlice] = None,
     ) -> None:
         name = record.get("name")
-        record["parent"] = (name.rpartition(" > ")[0] or None) if isinstance(name, str) else None
+        record["parent"] = label_parent(name) if isinstance(name, str) else None
