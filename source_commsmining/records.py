@@ -77,48 +77,6 @@ def _field(field: Dict[str, Any]) -> Tuple[str, Optional[str], Optional[List[Any
     return name, value, spans
 
 
-def _label(taxonomy_name: Any, label: Any) -> Dict[str, Any]:
-    """One predicted label occurrence's entry of `labels`; _Odd for a shape the API does not use.
-
-    A label predicted twice in a comment (two refunds, two amounts) is two entries, each with its
-    own fields and extraction confidence. A confidence is `{value, thresholds}`; a field's value
-    `{formatted}` (the API's shape) or a plain string (older servers); a field's text spans are kept
-    as the API gives them, not read; the API gives no per-field confidence.
-    """
-    if label.__class__ is not dict:
-        raise _Odd
-    get = label.get
-    name = get("name")
-    if name is None:
-        name = ""
-    elif name.__class__ is not str:
-        raise _Odd
-    occurrence_confidence = get("occurrence_confidence")
-    confidence, thresholds = _confidence(occurrence_confidence)
-    extraction, extraction_thresholds = _confidence(get("extraction_confidence"))
-
-    fields = get("fields")
-    if fields is not None and fields.__class__ is not list:
-        raise _Odd
-    extracted = []
-    for field in fields or ():
-        if field.__class__ is not dict:
-            raise _Odd
-        field_name, value, spans = _field(field)
-        extracted.append({"name": field_name, "value": value, "text_spans": spans})
-    return {
-        "taxonomy": taxonomy_name,
-        "name": name,
-        "parent": label_parent(name),
-        "confidence": confidence,
-        "thresholds": thresholds,
-        "meets_stream_threshold": meets_stream_threshold(occurrence_confidence),
-        "extraction_confidence": extraction,
-        "extraction_thresholds": extraction_thresholds,
-        "fields": extracted,
-    }
-
-
 def _general_field(taxonomy_name: Any, field: Any) -> Dict[str, Any]:
     """One general field's entry; a confidence is a plain number (the API's) or `{value, thresholds}` (read too)."""
     if field.__class__ is not dict:
@@ -131,36 +89,78 @@ def _general_field(taxonomy_name: Any, field: Any) -> Dict[str, Any]:
 def _taxonomy_columns(record: Dict[str, Any], taxonomies: Any, odd: List[str]) -> None:
     """Sets labels, stream_labels and general_fields in one walk; a group with an odd value anywhere is left empty.
 
-    A taxonomy of an odd shape (or whose name is not a string) fails both groups; an odd label
-    only `labels` and `stream_labels`, an odd general field only `general_fields`. `stream_labels`
-    names each label meeting the stream threshold once.
+    `labels` has one entry per predicted label occurrence: a label predicted twice in a comment (two
+    refunds, two amounts) is two entries, each with its own fields and extraction confidence;
+    `stream_labels` names each label meeting the stream threshold once. A confidence is `{value,
+    thresholds}`; a field's value `{formatted}` (the API's shape) or a plain string (older
+    servers); a field's text spans are kept as the API gives them, not read; the API gives no
+    per-field confidence. A taxonomy of an odd shape (or whose name is not a string) fails both
+    groups; an odd label only `labels` and `stream_labels`, an odd general field only `general_fields`.
     """
     labels: Optional[List[Dict[str, Any]]] = []
+    stream_labels: List[str] = []
     general_fields: Optional[List[Dict[str, Any]]] = []
     for kind, taxonomy_name, item in walk(taxonomies):
-        try:
-            if kind is LABEL:
-                if labels is not None:
-                    labels.append(_label(taxonomy_name, item))
-            elif kind is GENERAL_FIELD:
-                if general_fields is not None:
-                    general_fields.append(_general_field(taxonomy_name, item))
-            elif item is ODD or (taxonomy_name is not None and taxonomy_name.__class__ is not str):
-                labels = general_fields = None
-                break
-        except Exception:  # noqa: BLE001 - any shape the API does not use
-            if kind is LABEL:
+        if kind is LABEL:
+            if labels is None:
+                continue
+            try:  # a label's entry, written out here rather than in a function of its own (a call per label)
+                if item.__class__ is not dict:
+                    raise _Odd
+                get = item.get
+                name = get("name")
+                if name is None:
+                    name = ""
+                elif name.__class__ is not str:
+                    raise _Odd
+                occurrence_confidence = get("occurrence_confidence")
+                confidence, thresholds = _confidence(occurrence_confidence)
+                extraction, extraction_thresholds = _confidence(get("extraction_confidence"))
+                fields = get("fields")
+                if fields is not None and fields.__class__ is not list:
+                    raise _Odd
+                extracted = []
+                for field in fields or ():
+                    if field.__class__ is not dict:
+                        raise _Odd
+                    field_name, value, spans = _field(field)
+                    extracted.append({"name": field_name, "value": value, "text_spans": spans})
+                meets = meets_stream_threshold(occurrence_confidence)
+                labels.append(
+                    {
+                        "taxonomy": taxonomy_name,
+                        "name": name,
+                        "parent": label_parent(name),
+                        "confidence": confidence,
+                        "thresholds": thresholds,
+                        "meets_stream_threshold": meets,
+                        "extraction_confidence": extraction,
+                        "extraction_thresholds": extraction_thresholds,
+                        "fields": extracted,
+                    }
+                )
+                if meets and name not in stream_labels:
+                    stream_labels.append(name)
+            except Exception:  # noqa: BLE001 - any shape the API does not use
                 labels = None
-            else:
+        elif kind is GENERAL_FIELD:
+            if general_fields is None:
+                continue
+            try:  # a confidence is a plain number (the API's) or `{value, thresholds}` (read too)
+                if item.__class__ is not dict:
+                    raise _Odd
+                name, value, spans = _field(item)
+                confidence = _confidence(item.get("confidence"))[0]
+                general_fields.append({"taxonomy": taxonomy_name, "name": name, "value": value, "confidence": confidence, "text_spans": spans})
+            except Exception:  # noqa: BLE001
                 general_fields = None
+        elif item is ODD or (taxonomy_name is not None and taxonomy_name.__class__ is not str):
+            labels = general_fields = None
+            break
     if labels is None:
         record["labels"], record["stream_labels"] = [], []
         odd += ["labels", "stream_labels"]
     else:
-        stream_labels: List[str] = []
-        for label in labels:
-            if label["meets_stream_threshold"] and label["name"] not in stream_labels:
-                stream_labels.append(label["name"])
         record["labels"], record["stream_labels"] = labels, stream_labels
     if general_fields is None:
         record["general_fields"] = []
