@@ -389,7 +389,7 @@ def instructions(kinds=("reference", "connector") + LAYER_VARIANTS, sizes=INSTRU
 
 # Speed mechanisms the connector keeps, each as the stripped_connector.py layer that takes it out; each stays
 # only while the CPU guard is missed without it (benchmarks/README.md says what each is worth).
-KEPT_MECHANISMS = ("serialize_once",)
+KEPT_MECHANISMS = ("gc_tuning", "written_out_checks")
 
 
 def cpu_guard(sizes=INSTRUCTION_SIZES, mechanisms=KEPT_MECHANISMS):

@@ -15,8 +15,15 @@ what to take out first:
 - `columns`: only the reference reader's columns (uid, project, dataset, stream, created_at,
   comment, prediction, continuation), not the promoted columns of issue #19.
 
-Each of these is something the connector must not drop (the CDK's requester, error handling and
-backoff; the CDK's message path; the token mask; the columns), so this file patches the
+And the speed mechanisms the connector keeps, each taken out to count what it is worth (the CPU
+guard of `benchmarks/run.py` keeps one only while the guard fails without it):
+
+- `gc_tuning`: no `run._tune_gc` (Python's collector as it starts);
+- `written_out_checks`: records.build_record with a helper call per checked value, the frozen
+  version the equivalence tests compare records.py with (unit_tests/_records_reference.py).
+
+The first four are things the connector must not drop (the CDK's requester, error handling and
+backoff; the CDK's message path; the token mask; the columns). This file patches the
 connector's and the CDK's internals freely: it is a measuring device, kept next to the benchmark
 that uses it, and `integration_tests/test_benchmark_smoke.py` checks that it still reads a stream
 to its end.
@@ -28,7 +35,7 @@ import threading
 import orjson
 import requests
 
-LAYERS = {"http", "output", "mask", "columns", "gc_tuning", "serialize_once", "written_out_checks"}
+LAYERS = {"http", "output", "mask", "columns", "gc_tuning", "written_out_checks"}
 
 
 def _plain_http() -> None:
@@ -117,23 +124,6 @@ def _no_gc_tuning() -> None:
     run._tune_gc = lambda: None
 
 
-def _no_serialize_once() -> None:
-    """Records keep their comment and prediction as plain values (the CDK serialises them); the depth check is a
-    test serialisation of the batch, as before serialize_once.py (a batch orjson refuses is walked)."""
-    from source_commsmining import serialize_once, stream_reading
-
-    def check_depth(records, where):
-        try:
-            orjson.dumps([(record.get("comment"), record.get("prediction")) for record in records])
-        except (orjson.JSONEncodeError, TypeError):
-            for position, record in enumerate(records):
-                for key in serialize_once.SERIALIZED_ONCE:
-                    if serialize_once._depth(record.get(key)) + 1 > serialize_once.MAX_RESULT_DEPTH:
-                        raise serialize_once._too_deep(record.get("uid"), position, where()) from None
-
-    stream_reading.serialize_once = check_depth
-
-
 def _helper_per_value_records() -> None:
     """records.build_record as it was before its checks were written out: one helper call per checked value
     (unit_tests/_records_reference.py, the frozen copy the equivalence tests compare records.py with)."""
@@ -152,7 +142,7 @@ def main() -> int:
         sys.exit("usage: stripped_connector.py LAYER[,LAYER...] read --config ... (layers: %s)" % ", ".join(sorted(LAYERS)))
     del sys.argv[1]
     patches = {"http": _plain_http, "output": _bytes_output, "mask": _no_mask, "columns": _reference_columns,
-               "gc_tuning": _no_gc_tuning, "serialize_once": _no_serialize_once, "written_out_checks": _helper_per_value_records}
+               "gc_tuning": _no_gc_tuning, "written_out_checks": _helper_per_value_records}
     for layer in sorted(layers):
         patches[layer]()
     from source_commsmining.console import main as console_main

@@ -16,9 +16,6 @@
    list at every verb (`set_up_secret_filter`), so the token's other forms are registered after it.
 4. The response deadline (transport.py) rides on requests' response hook and on the CDK's
    HttpClient applying the session's auth to every attempt.
-5. Speed, kept while `make bench` needs it: the CDK writes a RECORD's data with orjson, so the
-   comment and prediction serialised once as an `orjson.Fragment` (serialize_once.py) are
-   written as they are.
 """
 
 import json
@@ -280,19 +277,3 @@ def test_the_entrypoint_sets_up_its_secret_filter_through_the_overridable_static
 
     assert inspect.getsource(AirbyteEntrypoint.check).count("self.set_up_secret_filter(") == 1
     assert inspect.getsource(AirbyteEntrypoint.read).count("self.set_up_secret_filter(") == 1
-
-
-def test_the_entrypoint_writes_an_orjson_fragment_in_a_record_as_it_is():
-    """serialize_once.py: a record's comment and prediction arrive serialised; the line must hold those bytes."""
-    import orjson
-
-    from source_commsmining import messages
-
-    comment = {"uid": "s.1", "text": "caf\u00e9 \u78ba\u8a8d", "deep": [[{"x": 1.5}]], "n": None}
-    data = {"uid": "s.1", "comment": orjson.Fragment(orjson.dumps(comment)), "labels": [{"name": "A > B"}]}
-    line = AirbyteEntrypoint.airbyte_message_to_string(messages.record(data, 5))
-    assert json.loads(line) == {
-        "type": "RECORD",
-        "record": {"stream": "stream_results", "data": {"uid": "s.1", "comment": comment, "labels": [{"name": "A > B"}]}, "emitted_at": 5},
-    }
-    assert orjson.dumps(comment).decode() in line
