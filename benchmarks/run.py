@@ -707,6 +707,11 @@ def main(argv=None):
     return 0
 
 
+def _by_size(runs):
+    """A section's runs keyed by size (as strings, in results.json), smallest first."""
+    return sorted(runs.items(), key=lambda item: int(item[0]))
+
+
 def _pass(section):
     return "PASS" if section.get("goal_met") else "FAIL"
 
@@ -750,14 +755,14 @@ def print_summary(r):
         rows.append(("streams side by side @%gms" % x["latency_ms"],
                      ", ".join("%s: %.0f rec/s after the first record (x%s; whole run x%s)" % (
                          k, v["records_per_s_after_first_record"] or 0, x["speedup_vs_1"][k], x["speedup_vs_1_whole_run"][k])
-                               for k, v in x["runs"].items())
+                               for k, v in _by_size(x["runs"]))
                      + "; nothing lost: %s; peak RSS %s MB (goal %s) %s" % (x["nothing_lost"], x["max_peak_rss_mb"],
                                                                             x["goal"], _pass(x))))
         rows.append(("  CPU use (cores)", ", ".join("%s: connector %s, emulator %s, load %s" % (
-            k, v["reader_cpu_cores"], v["emulator_cpu_cores"], v["load_average_1min"]) for k, v in x["runs"].items())))
+            k, v["reader_cpu_cores"], v["emulator_cpu_cores"], v["load_average_1min"]) for k, v in _by_size(x["runs"]))))
     if "peak_rss" in r and "peak_rss_mb" in r["peak_rss"]:
         x = r["peak_rss"]
-        rows.append(("peak RSS, every results table", ", ".join("%s: %.1f MB" % (k, v) for k, v in x["peak_rss_mb"].items())
+        rows.append(("peak RSS, every results table", ", ".join("%s: %.1f MB" % (k, v) for k, v in _by_size(x["peak_rss_mb"]))
                      + "; nothing lost: %s (goal %s) %s" % (x["nothing_lost"], x["goal"], _pass(x))))
     if "layers_no_latency" in r:
         x = r["layers_no_latency"]
