@@ -11,8 +11,9 @@ null (or empty) and named in `problems`, which the reader logs once per batch.
 
 One implementation, not a fast path plus a careful one. Its checks are written out in each group
 builder rather than in one small helper per value: a Python call costs about 1k instructions, and
-the per-value helpers made this module ~20% dearer (143k against 118k instructions per record on
-a 32-result batch of the emulator's `triage` stream; see `build_record`'s note).
+the per-value helpers made this module half as dear again (187k against 120k instructions per
+record on a 32-result batch of the emulator's `triage` stream; see `build_record`'s note), and the
+connector's CPU guard in `make bench` fails without the written-out checks (benchmarks/README.md).
 unit_tests/test_records_equivalence.py holds it to the helper-per-value version's output.
 """
 
@@ -238,10 +239,11 @@ def build_record(
     """The record of one result; a column whose source has an odd shape is null/empty and named in `problems`.
 
     Cost (the 32 results of one emulator `triage` batch, built and freed, GC set as run._tune_gc sets it;
-    valgrind instruction counts, issue #20): about 118k instructions per record, 143k with a helper
-    call per checked value (one Python call costs ~1k). Shared rather than written out two or three
-    times: the taxonomy walk (`_entries`), the confidence check (`_confidence`) and the field check
-    (`_field`), 17k in all; 101k with every check written out. With no checks at all: 66k.
+    valgrind instruction counts): about 120k instructions per record, 187k with a helper call per
+    checked value (one Python call costs ~1k; unit_tests/_records_reference.py). Shared rather than
+    written out two or three times: the taxonomy walk (taxonomies.walk, one pass for the labels and
+    the general fields, shared with the flat tables), the confidence check (`_confidence`) and the
+    field check (`_field`). With no checks at all: 66k.
     """
     comment = result["comment"]
     prediction = result.get("prediction")
