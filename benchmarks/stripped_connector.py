@@ -15,8 +15,15 @@ what to take out first:
 - `columns`: only the reference reader's columns (uid, project, dataset, stream, created_at,
   comment, prediction, continuation), not the promoted columns.
 
-Each of these is something the connector must not drop (the CDK's requester, error handling and
-backoff; the CDK's message path; the token mask; the columns), so this file patches the
+And the speed mechanisms the connector keeps, each taken out to count what it is worth (the CPU
+guard of `benchmarks/run.py` keeps one only while the guard fails without it):
+
+- `gc_tuning`: no `run._tune_gc` (Python's collector as it starts);
+- `written_out_checks`: records.build_record with a helper call per checked value, the frozen
+  version the equivalence tests compare records.py with (unit_tests/_records_reference.py).
+
+The first four are things the connector must not drop (the CDK's requester, error handling and
+backoff; the CDK's message path; the token mask; the columns). This file patches the
 connector's and the CDK's internals freely: it is a measuring device, kept next to the benchmark
 that uses it, and `integration_tests/test_benchmark_smoke.py` checks that it still reads a stream
 to its end.
@@ -28,7 +35,7 @@ import threading
 import orjson
 import requests
 
-LAYERS = {"http", "output", "mask", "columns"}
+LAYERS = {"http", "output", "mask", "columns", "gc_tuning", "written_out_checks"}
 
 
 def _plain_http() -> None:
@@ -110,12 +117,32 @@ def _reference_columns() -> None:
     records.build_record = build_record
 
 
+def _no_gc_tuning() -> None:
+    """run._tune_gc does nothing: Python's collector as it starts."""
+    from source_commsmining import run
+
+    run._tune_gc = lambda: None
+
+
+def _helper_per_value_records() -> None:
+    """records.build_record as it was before its checks were written out: one helper call per checked value
+    (unit_tests/_records_reference.py, the frozen copy the equivalence tests compare records.py with)."""
+    import os
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from source_commsmining import records
+    from unit_tests import _records_reference
+
+    records.build_record = _records_reference.build_record
+
+
 def main() -> int:
     layers = set(sys.argv[1].split(",")) if len(sys.argv) > 1 else set()
     if not layers or layers - LAYERS:
         sys.exit("usage: stripped_connector.py LAYER[,LAYER...] read --config ... (layers: %s)" % ", ".join(sorted(LAYERS)))
     del sys.argv[1]
-    patches = {"http": _plain_http, "output": _bytes_output, "mask": _no_mask, "columns": _reference_columns}
+    patches = {"http": _plain_http, "output": _bytes_output, "mask": _no_mask, "columns": _reference_columns,
+               "gc_tuning": _no_gc_tuning, "written_out_checks": _helper_per_value_records}
     for layer in sorted(layers):
         patches[layer]()
     from source_commsmining.console import main as console_main

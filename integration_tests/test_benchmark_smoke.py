@@ -77,3 +77,61 @@ def test_instructions_section_counts_a_readers_instructions_per_record():
     assert counts["60"] > counts["20"] > 0
     assert section["per_record_k"]["reference"] == round((counts["60"] - counts["20"]) / 40 / 1000)
     orjson.loads(orjson.dumps(section))  # what run.py saves
+
+
+@pytest.mark.runs_long(15)
+def test_multi_stream_section_reads_every_stream_to_its_end_and_reports_the_speedup(tmp_path):
+    output = tmp_path / "results.json"
+    subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick", "--only", "multi", "--multi-streams", "1,3",
+         "--multi-comments", "64", "--latency-ms", "1", "--output", str(output)],
+        check=True, capture_output=True, timeout=300,
+    )
+    section = json.loads(output.read_text())["multi_stream"]
+
+    assert set(section["runs"]) == {"1", "3"}
+    for streams, run in section["runs"].items():
+        assert "error" not in run, run
+        assert (run["records"], run["streams_fully_advanced"]) == (64 * int(streams), True)
+        assert run["reader_cpu_cores"] > 0 and run["emulator_cpu_cores"] is not None
+    assert section["nothing_lost"] is True
+    runs = section["runs"]
+    steady = "records_per_s_after_first_record"
+    assert section["speedup_vs_1"]["3"] == round(runs["3"][steady] / runs["1"][steady], 3)
+    assert section["speedup_vs_1_whole_run"]["3"] == round(runs["3"]["records_per_s"] / runs["1"]["records_per_s"], 3)
+    assert isinstance(section["goal_met"], bool)
+
+
+@pytest.mark.runs_long(15)
+def test_rss_section_selects_every_results_table_and_counts_the_comments_delivered(tmp_path):
+    output = tmp_path / "results.json"
+    subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick", "--only", "rss", "--sizes", "40,80",
+         "--output", str(output)],
+        check=True, capture_output=True, timeout=300,
+    )
+    section = json.loads(output.read_text())["peak_rss"]
+
+    assert section["tables"] == ["stream_results", "stream_result_labels", "stream_result_fields"]
+    for size, run in section["runs"].items():
+        assert "error" not in run, run
+        assert run["results_records"] == int(size) and run["streams_fully_advanced"] is True
+        assert run["records"] > run["results_records"]  # the flat tables' rows were written too
+    assert section["nothing_lost"] is True and section["spread_mb"] == round(section["max_mb"] - min(section["peak_rss_mb"].values()), 1)
+
+
+def test_cpu_guard_passes_within_the_bound_and_names_the_mechanisms_it_needs(monkeypatch):
+    """The guard's arithmetic on given counts (valgrind's own counting is the instructions test's)."""
+    spec = importlib.util.spec_from_file_location("bench_run_guard", os.path.join(ROOT, "benchmarks", "run.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    per_record = {"reference": 400, "connector": 700, "without cheap": 740, "without dear": 800}
+    monkeypatch.setattr(bench, "instructions", lambda kinds, sizes: {"per_record_k": {k: per_record[k] for k in kinds}})
+
+    guard = bench.cpu_guard(mechanisms=("cheap", "dear"))
+
+    assert (guard["ratio"], guard["goal_met"]) == (1.75, True)
+    assert guard["mechanisms"]["cheap"] == {"without_it_k": 740, "worth_k": 40, "ratio_without_it": 1.85, "needed": False}
+    assert guard["mechanisms"]["dear"]["needed"] is True
+    per_record["connector"] = 761  # 1.9025x
+    assert bench.cpu_guard(mechanisms=())["goal_met"] is False

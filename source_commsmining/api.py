@@ -58,7 +58,7 @@ class _Endpoint:
     retries, timeouts and error handling. For one CM stream they never change during a sync, so
     they are rendered once per slice rather than on every call (the CDK renders every Jinja
     template again per request: 83k instructions per record, 12% of the connector's CPU; kept because
-    the no-latency goal needs it, benchmarks/README.md).
+    the CPU guard of `make bench` needs it, benchmarks/README.md).
     """
 
     declared: HttpRequester

@@ -29,13 +29,14 @@ reader warns once per batch. It stays in `stream_results.prediction`, which is a
 
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from source_commsmining.taxonomies import GENERAL_FIELD, ODD, TAXONOMY, label_parent, meets_stream_threshold, stream_thresholds, walk
+
 RESULTS = "stream_results"
 LABELS = "stream_result_labels"
 FIELDS = "stream_result_fields"
 # Every table the results reader writes, in the order a batch is emitted.
 TABLES = (RESULTS, LABELS, FIELDS)
 FLAT_TABLES = (LABELS, FIELDS)
-STREAM_THRESHOLD = "stream"
 _NUMBER = (int, float)
 _KEY = ("project", "dataset", "stream", "uid")
 
@@ -101,8 +102,6 @@ def flat_rows(record: Mapping[str, Any], tables: Tuple[str, ...] = FLAT_TABLES) 
     created_at = comment.get("created_at") if comment.__class__ is dict else None
     created_at = created_at if created_at.__class__ is str else None
     skipped = 0
-    taxonomies, odd = _list(prediction, "taxonomies")
-    skipped += odd
     label_counts: Dict[Tuple[Any, ...], int] = {}
     field_counts: Dict[Tuple[Any, ...], int] = {}
 
@@ -130,47 +129,47 @@ def flat_rows(record: Mapping[str, Any], tables: Tuple[str, ...] = FLAT_TABLES) 
         )
         return 0
 
-    for taxonomy in taxonomies:
-        taxonomy_name = _name(taxonomy)
-        if taxonomy_name is None:
+    keyed = False  # whether the taxonomy being walked has a key (a name)
+    for kind, taxonomy_name, item in walk(prediction.get("taxonomies")):
+        if kind is TAXONOMY:
+            keyed = taxonomy_name.__class__ is str and taxonomy_name != ""
+            skipped += not keyed  # a taxonomy without a name is left out with everything in it
+            continue
+        if not keyed or (kind is GENERAL_FIELD and not want_fields):
+            continue
+        if item is ODD:
             skipped += 1
             continue
-        predicted, odd = _list(taxonomy, "labels")
-        skipped += odd
-        for label in predicted:
-            name = _name(label)
-            if name is None:
-                skipped += 1
-                continue
-            occurrence = _numbered(label_counts, (taxonomy_name, name))
-            if want_labels:
-                confidence = label.get("occurrence_confidence")
-                thresholds = confidence.get("thresholds") if confidence.__class__ is dict else None
-                labels.append(
-                    {
-                        **key,
-                        "taxonomy": taxonomy_name,
-                        "label": name,
-                        "occurrence": occurrence,
-                        "parent": name.rpartition(" > ")[0] or None,
-                        "confidence": _confidence(confidence),
-                        "extraction_confidence": _confidence(label.get("extraction_confidence")),
-                        "meets_stream_threshold": thresholds.__class__ is list and STREAM_THRESHOLD in thresholds,
-                        "thresholds": [t for t in thresholds if t.__class__ is str] if thresholds.__class__ is list else None,
-                        "created_at": created_at,
-                    }
-                )
-            if want_fields:
-                extracted, odd = _list(label, "fields")
-                skipped += odd
-                extraction_confidence = _confidence(label.get("extraction_confidence"))
-                for field in extracted:
-                    skipped += add_field(taxonomy_name, field, "extraction", name, occurrence, extraction_confidence)
+        if kind is GENERAL_FIELD:
+            skipped += add_field(taxonomy_name, item, "general", None, 0, None)
+            continue
+        name = _name(item)
+        if name is None:
+            skipped += 1
+            continue
+        occurrence = _numbered(label_counts, (taxonomy_name, name))
+        if want_labels:
+            confidence = item.get("occurrence_confidence")
+            labels.append(
+                {
+                    **key,
+                    "taxonomy": taxonomy_name,
+                    "label": name,
+                    "occurrence": occurrence,
+                    "parent": label_parent(name),
+                    "confidence": _confidence(confidence),
+                    "extraction_confidence": _confidence(item.get("extraction_confidence")),
+                    "meets_stream_threshold": meets_stream_threshold(confidence),
+                    "thresholds": stream_thresholds(confidence),
+                    "created_at": created_at,
+                }
+            )
         if want_fields:
-            general, odd = _list(taxonomy, "general_fields")
+            extracted, odd = _list(item, "fields")
             skipped += odd
-            for field in general:
-                skipped += add_field(taxonomy_name, field, "general", None, 0, None)
+            extraction_confidence = _confidence(item.get("extraction_confidence"))
+            for field in extracted:
+                skipped += add_field(taxonomy_name, field, "extraction", name, occurrence, extraction_confidence)
     return out, skipped
 
 

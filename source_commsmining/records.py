@@ -11,18 +11,19 @@ null (or empty) and named in `problems`, which the reader logs once per batch.
 
 One implementation, not a fast path plus a careful one. Its checks are written out in each group
 builder rather than in one small helper per value: a Python call costs about 1k instructions, and
-the per-value helpers made this module ~20% dearer (143k against 118k instructions per record on
-a 32-result batch of the emulator's `triage` stream; see `build_record`'s note).
+the per-value helpers made this module half as dear again (187k against 120k instructions per
+record on a 32-result batch of the emulator's `triage` stream; see `build_record`'s note), and the
+connector's CPU guard in `make bench` fails without the written-out checks (benchmarks/README.md).
 unit_tests/test_records_equivalence.py holds it to the helper-per-value version's output.
 """
 
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from airbyte_cdk.models import FailureType
 
 from source_commsmining.envelope import BadResponse
+from source_commsmining.taxonomies import GENERAL_FIELD, LABEL, ODD, label_parent, meets_stream_threshold, walk
 
-STREAM_THRESHOLD = "stream"
 _NO_MESSAGE: Dict[str, Any] = {}
 # How many (uid, columns) a batch warning names before it only counts.
 _NAMED_IN_WARNING = 5
@@ -35,32 +36,10 @@ class _Odd(TypeError):
 # The checks below are written out (`x.__class__ is str`) rather than a helper call per value: a
 # record takes a few dozen of them, and each Python call costs about a thousand instructions, more
 # than the check (build_record's cost note). Only the shapes checked in more than one place have a
-# helper of their own: the taxonomy walk (_entries), a confidence (_confidence), a field (_field).
+# helper of their own: a confidence (_confidence), a field (_field); the taxonomy walk is
+# taxonomies.walk, shared with the flat tables.
 # Each group's builder raises _Odd at the first value of an odd shape; build_record leaves that
 # group empty and names its columns.
-
-
-def _entries(taxonomies: Any, key: str) -> Iterator[Tuple[Optional[str], Dict[str, Any]]]:
-    """(taxonomy name, entry) for each object in each taxonomy's `key` list; _Odd for any other shape on the way."""
-    if taxonomies is None:
-        return
-    if taxonomies.__class__ is not list:
-        raise _Odd
-    for taxonomy in taxonomies:
-        if taxonomy.__class__ is not dict:
-            raise _Odd
-        taxonomy_name = taxonomy.get("name")
-        if taxonomy_name is not None and taxonomy_name.__class__ is not str:
-            raise _Odd
-        entries = taxonomy.get(key)
-        if entries is None:
-            continue
-        if entries.__class__ is not list:
-            raise _Odd
-        for entry in entries:
-            if entry.__class__ is not dict:
-                raise _Odd
-            yield taxonomy_name, entry
 
 
 def _confidence(value: Any) -> Tuple[Any, List[str]]:
@@ -99,65 +78,96 @@ def _field(field: Dict[str, Any]) -> Tuple[str, Optional[str], Optional[List[Any
     return name, value, spans
 
 
-def _labels(taxonomies: Any) -> Tuple[List[Dict[str, Any]], List[str]]:
-    """(one entry per predicted label occurrence, each name meeting the stream threshold once).
+def _general_field(taxonomy_name: Any, field: Any) -> Dict[str, Any]:
+    """One general field's entry; a confidence is a plain number (the API's) or `{value, thresholds}` (read too)."""
+    if field.__class__ is not dict:
+        raise _Odd
+    name, value, spans = _field(field)
+    confidence = _confidence(field.get("confidence"))[0]
+    return {"taxonomy": taxonomy_name, "name": name, "value": value, "confidence": confidence, "text_spans": spans}
 
-    A label predicted twice in a comment (two refunds, two amounts) is two entries, each with its
-    own fields and extraction confidence; `stream_labels` names it once. A confidence is
-    `{value, thresholds}`; a field's value `{formatted}` (the API's shape) or a plain string (older
+
+def _taxonomy_columns(record: Dict[str, Any], taxonomies: Any, odd: List[str]) -> None:
+    """Sets labels, stream_labels and general_fields in one walk; a group with an odd value anywhere is left empty.
+
+    `labels` has one entry per predicted label occurrence: a label predicted twice in a comment (two
+    refunds, two amounts) is two entries, each with its own fields and extraction confidence;
+    `stream_labels` names each label meeting the stream threshold once. A confidence is `{value,
+    thresholds}`; a field's value `{formatted}` (the API's shape) or a plain string (older
     servers); a field's text spans are kept as the API gives them, not read; the API gives no
-    per-field confidence.
+    per-field confidence. A taxonomy of an odd shape (or whose name is not a string) fails both
+    groups; an odd label only `labels` and `stream_labels`, an odd general field only `general_fields`.
     """
-    labels: List[Dict[str, Any]] = []
+    labels: Optional[List[Dict[str, Any]]] = []
     stream_labels: List[str] = []
-    for taxonomy_name, label in _entries(taxonomies, "labels"):
-        get = label.get
-        name = get("name")
-        if name is None:
-            name = ""
-        elif name.__class__ is not str:
-            raise _Odd
-
-        confidence, thresholds = _confidence(get("occurrence_confidence"))
-        extraction, extraction_thresholds = _confidence(get("extraction_confidence"))
-
-        fields = get("fields")
-        if fields is not None and fields.__class__ is not list:
-            raise _Odd
-        extracted = []
-        for field in fields or ():
-            if field.__class__ is not dict:
-                raise _Odd
-            field_name, value, spans = _field(field)
-            extracted.append({"name": field_name, "value": value, "text_spans": spans})
-
-        meets = STREAM_THRESHOLD in thresholds
-        labels.append(
-            {
-                "taxonomy": taxonomy_name,
-                "name": name,
-                "parent": name.rpartition(" > ")[0] or None,
-                "confidence": confidence,
-                "thresholds": thresholds,
-                "meets_stream_threshold": meets,
-                "extraction_confidence": extraction,
-                "extraction_thresholds": extraction_thresholds,
-                "fields": extracted,
-            }
-        )
-        if meets and name not in stream_labels:
-            stream_labels.append(name)
-    return labels, stream_labels
-
-
-def _general_fields(taxonomies: Any) -> List[Dict[str, Any]]:
-    """Each taxonomy's general fields; a confidence is a plain number (the API's) or `{value, thresholds}` (read too)."""
-    general_fields: List[Dict[str, Any]] = []
-    for taxonomy_name, field in _entries(taxonomies, "general_fields"):
-        name, value, spans = _field(field)
-        confidence = _confidence(field.get("confidence"))[0]
-        general_fields.append({"taxonomy": taxonomy_name, "name": name, "value": value, "confidence": confidence, "text_spans": spans})
-    return general_fields
+    general_fields: Optional[List[Dict[str, Any]]] = []
+    for kind, taxonomy_name, item in walk(taxonomies):
+        if kind is LABEL:
+            if labels is None:
+                continue
+            try:  # a label's entry, written out here rather than in a function of its own (a call per label)
+                if item.__class__ is not dict:
+                    raise _Odd
+                get = item.get
+                name = get("name")
+                if name is None:
+                    name = ""
+                elif name.__class__ is not str:
+                    raise _Odd
+                occurrence_confidence = get("occurrence_confidence")
+                confidence, thresholds = _confidence(occurrence_confidence)
+                extraction, extraction_thresholds = _confidence(get("extraction_confidence"))
+                fields = get("fields")
+                if fields is not None and fields.__class__ is not list:
+                    raise _Odd
+                extracted = []
+                for field in fields or ():
+                    if field.__class__ is not dict:
+                        raise _Odd
+                    field_name, value, spans = _field(field)
+                    extracted.append({"name": field_name, "value": value, "text_spans": spans})
+                meets = meets_stream_threshold(occurrence_confidence)
+                labels.append(
+                    {
+                        "taxonomy": taxonomy_name,
+                        "name": name,
+                        "parent": label_parent(name),
+                        "confidence": confidence,
+                        "thresholds": thresholds,
+                        "meets_stream_threshold": meets,
+                        "extraction_confidence": extraction,
+                        "extraction_thresholds": extraction_thresholds,
+                        "fields": extracted,
+                    }
+                )
+                if meets and name not in stream_labels:
+                    stream_labels.append(name)
+            except Exception:  # noqa: BLE001 - any shape the API does not use
+                labels = None
+        elif kind is GENERAL_FIELD:
+            if general_fields is None:
+                continue
+            try:  # a confidence is a plain number (the API's) or `{value, thresholds}` (read too)
+                if item.__class__ is not dict:
+                    raise _Odd
+                name, value, spans = _field(item)
+                confidence = _confidence(item.get("confidence"))[0]
+                general_fields.append({"taxonomy": taxonomy_name, "name": name, "value": value, "confidence": confidence, "text_spans": spans})
+            except Exception:  # noqa: BLE001
+                general_fields = None
+        elif item is ODD or (taxonomy_name is not None and taxonomy_name.__class__ is not str):
+            labels = general_fields = None
+            break
+    if labels is None:
+        record["labels"], record["stream_labels"] = [], []
+        odd += ["labels", "stream_labels"]
+    else:
+        record["labels"], record["stream_labels"] = labels, stream_labels
+    if general_fields is None:
+        record["general_fields"] = []
+        odd.append("general_fields")
+    else:
+        record["general_fields"] = general_fields
 
 
 def _scores(source: Any) -> List[Dict[str, Any]]:
@@ -188,17 +198,7 @@ def _promote_prediction(record: Dict[str, Any], prediction: Any, odd: List[str])
         record["labels"], record["stream_labels"], record["general_fields"], record["scores"] = [], [], [], []
         odd += ["labels", "stream_labels", "general_fields", "scores"]
         return
-    taxonomies = prediction.get("taxonomies")  # an odd one fails the labels and the general fields, not the scores
-    try:
-        record["labels"], record["stream_labels"] = _labels(taxonomies)
-    except Exception:  # noqa: BLE001 - any shape the API does not use
-        record["labels"], record["stream_labels"] = [], []
-        odd += ["labels", "stream_labels"]
-    try:
-        record["general_fields"] = _general_fields(taxonomies)
-    except Exception:  # noqa: BLE001
-        record["general_fields"] = []
-        odd.append("general_fields")
+    _taxonomy_columns(record, prediction.get("taxonomies"), odd)  # an odd one fails the labels and the general fields, not the scores
     try:
         record["scores"] = _scores(prediction.get("scores"))
     except Exception:  # noqa: BLE001
@@ -239,10 +239,11 @@ def build_record(
     """The record of one result; a column whose source has an odd shape is null/empty and named in `problems`.
 
     Cost (the 32 results of one emulator `triage` batch, built and freed, GC set as run._tune_gc sets it;
-    valgrind instruction counts, issue #20): about 118k instructions per record, 143k with a helper
-    call per checked value (one Python call costs ~1k). Shared rather than written out two or three
-    times: the taxonomy walk (`_entries`), the confidence check (`_confidence`) and the field check
-    (`_field`), 17k in all; 101k with every check written out. With no checks at all: 66k.
+    valgrind instruction counts): about 120k instructions per record, 187k with a helper call per
+    checked value (one Python call costs ~1k; unit_tests/_records_reference.py). Shared rather than
+    written out two or three times: the taxonomy walk (taxonomies.walk, one pass for the labels and
+    the general fields, shared with the flat tables), the confidence check (`_confidence`) and the
+    field check (`_field`). With no checks at all: 66k.
     """
     comment = result["comment"]
     prediction = result.get("prediction")

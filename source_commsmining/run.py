@@ -58,14 +58,13 @@ def _messages(args: List[str], tune_gc: bool) -> Iterator[str]:
 
 
 def _tune_gc() -> None:
-    """Python's collector, set for a read: 4% fewer instructions per record (29k of 707k), x1.085
-    steady-state records/s, RSS unchanged. Kept because the no-latency goal needs it (benchmarks/README.md).
+    """Python's collector, set for a read: 62k fewer instructions per record (787k against 849k, valgrind),
+    RSS unchanged. Kept because the CPU guard of `make bench` fails without it (benchmarks/README.md).
 
     What exists once the source is built (the CDK, its models, the parsed manifest: ~110k objects)
     lives until exit: frozen, full collections stop re-walking it, and a young generation of 10,000
     rather than 700 lets a batch in flight (~2,000 containers, freed by reference counting) pass
-    without a collection. No CDK internals involved. `SOURCE_COMMSMINING_GC_TUNING=0` turns it off,
-    which is how `make bench` measures it.
+    without a collection. No CDK internals involved. `SOURCE_COMMSMINING_GC_TUNING=0` turns it off.
     """
     if os.environ.get("SOURCE_COMMSMINING_GC_TUNING", "1") != "0":
         gc.freeze()

@@ -14,11 +14,11 @@ from airbyte_cdk.models import FailureType, Level
 
 from source_commsmining import liveness
 from source_commsmining.api import CmApi, CmStream
+from source_commsmining.depth_check import check_depth
 from source_commsmining.envelope import BadResponse
 from source_commsmining.flat_tables import batch_rows
 from source_commsmining.reading_events import Batch, Event, Log, Paused, Share
 from source_commsmining.records import build_records, describe_problems, first_few
-from source_commsmining.serialize_once import serialize_once
 from source_commsmining.state import latest_created_at
 from source_commsmining.stream_position import Positioning
 
@@ -133,8 +133,8 @@ class StreamReading:
             batch = Batch(cm, records, continuation, latest_created_at(records, untimed))
             batch.rows, unflattened = batch_rows(records, self._flat)
             repeated = _repeated_uids(records)
-            # Last, after the flat rows and the watermark were read from them: before anything of the batch is delivered.
-            serialize_once(records, lambda: f"GET /results [{api.context(cm)}]")
+            # Before anything of the batch is delivered.
+            check_depth(records, lambda: f"GET /results [{api.context(cm)}]")
             if problems or untimed or unflattened or repeated:
                 yield Log(self._odd_batch(cm, batch, problems, untimed, unflattened, repeated), Level.WARN)
             yield batch

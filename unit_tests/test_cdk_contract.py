@@ -16,7 +16,7 @@
    list at every verb (`set_up_secret_filter`), so the token's other forms are registered after it.
 4. The response deadline (transport.py) rides on requests' response hook and on the CDK's
    HttpClient applying the session's auth to every attempt.
-6. Signing in as an External Application (auth.py): the declarative OAuth authenticator builds its
+5. Signing in as an External Application (auth.py): the declarative OAuth authenticator builds its
    token request body from grant_type, client_id, client_secret and `refresh_request_body` (so
    `scope`); get_access_token renews through refresh_and_set_access_token -> refresh_access_token
    when token_has_expired (which reads get_token_expiry_date), under the class-wide lock;
@@ -25,9 +25,6 @@
    factory builds an authenticator per requester (so the token is shared outside the instances);
    a SelectiveAuthenticator returns the chosen authenticator itself; the spec's config_migrations
    run when the source is built and print the migrated config as a CONTROL message.
-5. Speed, kept while `make bench` needs it: the CDK writes a RECORD's data with orjson, so the
-   comment and prediction serialised once as an `orjson.Fragment` (serialize_once.py) are
-   written as they are.
 """
 
 import json
@@ -292,23 +289,7 @@ def test_the_entrypoint_sets_up_its_secret_filter_through_the_overridable_static
     assert inspect.getsource(AirbyteEntrypoint.read).count("self.set_up_secret_filter(") == 1
 
 
-def test_the_entrypoint_writes_an_orjson_fragment_in_a_record_as_it_is():
-    """serialize_once.py: a record's comment and prediction arrive serialised; the line must hold those bytes."""
-    import orjson
-
-    from source_commsmining import messages
-
-    comment = {"uid": "s.1", "text": "caf\u00e9 \u78ba\u8a8d", "deep": [[{"x": 1.5}]], "n": None}
-    data = {"uid": "s.1", "comment": orjson.Fragment(orjson.dumps(comment)), "labels": [{"name": "A > B"}]}
-    line = AirbyteEntrypoint.airbyte_message_to_string(messages.record(data, 5))
-    assert json.loads(line) == {
-        "type": "RECORD",
-        "record": {"stream": "stream_results", "data": {"uid": "s.1", "comment": comment, "labels": [{"name": "A > B"}]}, "emitted_at": 5},
-    }
-    assert orjson.dumps(comment).decode() in line
-
-
-# ------------------------------------------------------------------ 6. External Application sign-in (auth.py)
+# ------------------------------------------------------------------ 5. External Application sign-in (auth.py)
 def _oauth_config(**credentials):
     base = {"auth_type": "oauth2_client_credentials", "client_id": "app-id", "client_secret": "app-secret-0123456789",
             "scopes": "Ixp.One  Ixp.Two", "token_url": "https://cloud.uipath.com/identity_/connect/token"}

@@ -23,7 +23,7 @@ def test_importing_the_connector_patches_nothing():
 
 @pytest.mark.parametrize("setting, tuned", [(None, True), ("0", False)])
 def test_the_console_script_tunes_its_collector_unless_told_not_to(setting, tuned):
-    """run._tune_gc, the one speed measure kept (measured by `make bench`'s gc section); in-process callers keep theirs."""
+    """run._tune_gc, a speed measure kept (`make bench`'s CPU guard counts it taken out); in-process callers keep theirs."""
     probe = (
         "import gc, sys; threshold = gc.get_threshold(); sys.argv = ['source-commsmining', 'spec'];"
         "from source_commsmining.run import run; run();"

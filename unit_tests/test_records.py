@@ -65,7 +65,7 @@ def sync(queue: Queue, state: Optional[Dict[str, Any]] = None, cap: Optional[int
     records, states, warnings = [], [], []
     for message in reader.read():
         if message.type == Type.RECORD:
-            records.append(orjson.loads(orjson.dumps(message.record.data)))  # as written: comment and prediction are Fragments
+            records.append(orjson.loads(orjson.dumps(message.record.data)))  # as written
         elif message.type == Type.STATE:
             states.append(message.state.stream.stream_state)
         elif message.type == Type.LOG and message.log.level == Level.WARN and "(start_position current)" not in message.log.message:

@@ -1,14 +1,13 @@
-"""serialize_once: a record's comment and prediction are written once, and a batch the CDK could not write is refused."""
+"""check_depth: a batch the CDK could not write is refused before anything of it is delivered; any other is written as it came."""
 
 import json
 
-import orjson
 import pytest
 from airbyte_cdk.entrypoint import AirbyteEntrypoint
 
 from source_commsmining import messages
+from source_commsmining.depth_check import MAX_RESULT_DEPTH, check_depth
 from source_commsmining.envelope import BadResponse
-from source_commsmining.serialize_once import MAX_RESULT_DEPTH, serialize_once
 
 
 def nested(depth: int):
@@ -27,38 +26,39 @@ def written(data) -> dict:
     return json.loads(AirbyteEntrypoint.airbyte_message_to_string(messages.record(data, 1)))["record"]["data"]
 
 
-def test_the_comment_and_prediction_are_written_as_they_came():
+def test_the_comment_and_prediction_are_left_as_they_came_and_written_so():
     comment = {"uid": "s.1", "messages": [{"body": {"text": "caf\u00e9 \u78ba\u8a8d"}}], "user_properties": {"number:n": 2**62}}
     prediction = {"taxonomies": [{"name": "default", "labels": [{"name": "A", "occurrence_confidence": {"value": 0.5}}]}]}
     records = [record("s.1", comment, prediction), record("s.2", {"uid": "s.2"})]
-    serialize_once(records, lambda: "GET /results [stream p/d/s]")
-    assert all(isinstance(r["comment"], orjson.Fragment) for r in records)
-    assert isinstance(records[0]["prediction"], orjson.Fragment) and records[1]["prediction"] is None
+    check_depth(records, lambda: "GET /results [stream p/d/s]")
+    assert records[0]["comment"] is comment and records[0]["prediction"] is prediction
     assert written(records[0]) == {**record("s.1", comment, prediction)}
     assert written(records[1])["comment"] == {"uid": "s.2"} and written(records[1]).get("prediction") is None
 
 
 @pytest.mark.parametrize("depth", [300, MAX_RESULT_DEPTH - 1])
-def test_a_comment_orjson_refuses_but_the_cdk_can_write_stays_a_plain_value(depth):
+def test_a_comment_orjson_refuses_but_the_cdk_can_write_is_delivered(depth):
     comment = {"uid": "s.1", "user_properties": nested(depth - 1)}  # the comment is `depth` levels deep
     records = [record("s.1", comment)]
-    serialize_once(records, lambda: "unused")
-    assert records[0]["comment"] is comment  # left for the CDK's fallback serializer
+    check_depth(records, lambda: "unused")
+    assert records[0]["comment"] is comment  # for the CDK's fallback serializer
     assert written(records[0])["comment"] == comment
 
 
-def test_an_integer_beyond_64_bits_stays_a_plain_value_the_cdk_writes():
+def test_an_integer_beyond_64_bits_is_delivered_as_the_cdk_writes_it():
     comment = {"uid": "s.1", "user_properties": {"number:big": 2**70}}
     records = [record("s.1", comment)]
-    serialize_once(records, lambda: "unused")
-    assert records[0]["comment"] is comment
+    check_depth(records, lambda: "unused")
     assert written(records[0])["comment"]["user_properties"]["number:big"] == 2**70
 
 
-def test_a_result_nested_past_the_limit_refuses_the_batch_naming_the_comment_and_where():
-    records = [record("s.0", {"uid": "s.0"}), record("s.1", {"uid": "s.1", "deep": nested(MAX_RESULT_DEPTH)})]
+@pytest.mark.parametrize("key", ["comment", "prediction"])
+def test_a_result_nested_past_the_limit_refuses_the_batch_naming_the_comment_and_where(key):
+    deep = record("s.1", {"uid": "s.1"})
+    deep[key] = {"uid": "s.1", "deep": nested(MAX_RESULT_DEPTH)}
+    records = [record("s.0", {"uid": "s.0"}), deep]
     with pytest.raises(BadResponse) as refused:
-        serialize_once(records, lambda: "GET /results [stream p/d/s, after continuation 'c7']")
+        check_depth(records, lambda: "GET /results [stream p/d/s, after continuation 'c7']")
     message = refused.value.message
     assert "comment 's.1' (result 1 of the batch)" in message and f"more than {MAX_RESULT_DEPTH} levels" in message
     assert "stream p/d/s, after continuation 'c7'" in message and "not advanced" in message

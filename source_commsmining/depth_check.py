@@ -1,18 +1,13 @@
-"""Writes each record's comment and prediction as JSON once, before the batch is delivered.
+"""Refuses a batch holding a comment too deeply nested to be written out as a record.
 
 A record must be one the CDK can write out: orjson (the CDK's serializer) stops at 255 levels and
 its fallback near 1,000, so a comment nested deeper than MAX_RESULT_DEPTH would fail the sync
-half-way through a batch with no word of which comment it was. Finding that out used to cost a
-test serialisation of every batch, and the CDK then serialised the same comments again.
-
-Here the comment and the prediction, most of a record's bytes, are serialised once into an
-`orjson.Fragment`, which orjson embeds as it is when the CDK writes the record: the test is the
-serialisation. A value orjson refuses (too deep, or an integer beyond 64 bits) is walked: deeper
-than MAX_RESULT_DEPTH refuses the whole batch before anything of it is emitted; otherwise it stays
-a plain value for the CDK's own fallback serializer. Everything else in a record (the promoted
-columns) is copied from these two values or is a string, boolean or small integer, so orjson
-writes it too. Kept for speed (benchmarks/README.md); unit_tests/test_cdk_contract.py pins that
-the CDK writes a Fragment as it is.
+half-way through a batch with no word of which comment it was. So before anything of a batch is
+delivered its comments and predictions are serialised once as a test (orjson, cheap); only a batch
+orjson refuses (too deep, or an integer beyond 64 bits, which the CDK's fallback writes) is walked,
+and one deeper than MAX_RESULT_DEPTH is refused. Then the CDK serialises the records as it does any
+other: the comments are serialised twice, which costs about 29k instructions per record
+(benchmarks/README.md: not worth a reliance on how the CDK writes record data).
 """
 
 from typing import Any, Callable, Dict, Iterable, List
@@ -25,24 +20,24 @@ from source_commsmining.errors import mask
 
 # orjson parses up to 1024 levels; no real comment comes near this.
 MAX_RESULT_DEPTH = 500
-SERIALIZED_ONCE = ("comment", "prediction")
+# The values of a record that come from the API as they are (everything else is built from them).
+CHECKED = ("comment", "prediction")
 
 
-def serialize_once(records: List[Dict[str, Any]], where: Callable[[], str]) -> None:
-    """Replaces each record's comment and prediction by their JSON (in place); refuses a batch too deep to write.
+def check_depth(records: List[Dict[str, Any]], where: Callable[[], str]) -> None:
+    """Refuses a batch with a comment or prediction too deep to write; the records are left as they are.
 
     `where` names the request and the stream's position, for the refusal (built only then)."""
+    try:
+        orjson.dumps([[record.get(key) for key in CHECKED] for record in records])
+        return
+    except (orjson.JSONEncodeError, TypeError):
+        pass
     for position, record in enumerate(records):
-        for key in SERIALIZED_ONCE:
-            value = record.get(key)
-            if value is None:
-                continue
-            try:
-                record[key] = orjson.Fragment(orjson.dumps(value))
-            except (orjson.JSONEncodeError, TypeError):
-                # In a /results entry the comment and prediction sit one level below the result.
-                if _depth(value) + 1 > MAX_RESULT_DEPTH:
-                    raise _too_deep(record.get("uid"), position, where()) from None
+        for key in CHECKED:
+            # In a /results entry the comment and prediction sit one level below the result.
+            if _depth(record.get(key)) + 1 > MAX_RESULT_DEPTH:
+                raise _too_deep(record.get("uid"), position, where())
 
 
 def _too_deep(uid: Any, position: int, where: str) -> BadResponse:
