@@ -21,9 +21,32 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_commsmining.envelope import BadResponse, decode
 from source_commsmining.errors import describe
+from source_commsmining.timestamps import instant
 
-REQUESTERS = ("sources_requester", "stream_requester", "results_requester", "advance_requester", "reset_requester")
+REQUESTERS = (
+    "sources_requester", "stream_requester", "results_requester", "advance_requester", "reset_requester", "export_requester"
+)
 DEFAULT_MAX_RESULTS = 32
+
+
+EXPORT_PERMISSION = "'Dataset - Export' (IXP role permission; legacy 'Export datasets')"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A reset the API refused (403 or 400) and the reason it gave, masked."""
+
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """The export's answer: the first comment uploaded since a time (uid None: none), or why it could not be asked."""
+
+    uid: Optional[str] = None
+    created_at: Optional[str] = None
+    unavailable: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -171,16 +194,45 @@ class CmApi:
         decode(self._send("advance_requester", cm.as_slice(), {"sequence_id": continuation}, cm), context=self.context(cm))
         self._positions[cm.key] = continuation
 
-    def reset(self, cm: CmStream, created_at: str) -> Optional[str]:
-        """Moves the stream back to `created_at`: None when done; on a 403 (not fatal: the reader warns and
-        goes on) the API's refusal, masked, so the user sees which permission the API named."""
+    def reset(self, cm: CmStream, created_at: str) -> Optional[Refusal]:
+        """Moves the stream to `created_at`: None when done; on a 403 or 400 (handed back by the manifest) the
+        API's refusal, masked, so the message can quote the reason the API gave."""
         context = f"stream {cm.key}, reset to {created_at!r}"
         response = self._send("reset_requester", cm.as_slice(), {"to_comment_created_at": created_at}, cm)
-        if response is not None and response.status_code == 403:
+        if response is not None and response.status_code in (400, 403):
             try:
                 decode(response, context=context)
             except BadResponse as refused:
-                return describe(refused)
+                return Refusal(response.status_code, describe(refused))
         decode(response, context=context)
         self._positions.pop(cm.key, None)
         return None
+
+    def first_upload(self, cm: CmStream, since: str) -> Uploaded:
+        """The first comment of `cm`'s dataset uploaded at or after `since`, from the dataset export ordered by
+        created_at (reads, consumes nothing). A refusal (400, 403, 404: handed back by the manifest) is `unavailable`.
+
+        A few are asked for and the earliest at or after `since` is taken, so a server that bounds `from` on
+        another field than the order still answers right when it lists that comment."""
+        body = {"order_by": "created_at", "from": since, "limit": 8}
+        response = self._send("export_requester", cm.as_slice(), body, cm)
+        if response is not None and response.status_code in (400, 403, 404):
+            try:
+                decode(response, context=f"dataset export of {cm.project}/{cm.dataset}")
+            except BadResponse as refused:
+                hint = f"; the export needs {EXPORT_PERMISSION} on project '{cm.project}'" if response.status_code == 403 else ""
+                return Uploaded(unavailable=f"{response.status_code}: {describe(refused)}{hint}")
+        comments = decode(response, required=("comments",), context=f"dataset export of {cm.project}/{cm.dataset}")["comments"]
+        start = instant(since)
+        found = []
+        for entry in comments if isinstance(comments, list) else []:
+            comment = entry.get("comment") if isinstance(entry, dict) else None
+            at = instant(comment.get("created_at")) if isinstance(comment, dict) else None
+            if at is not None and start is not None and at >= start:
+                found.append((at, comment.get("uid"), comment.get("created_at")))
+        if not found:
+            if comments and not found:
+                return Uploaded(unavailable="the dataset export answered with comments that do not have a created_at at or after the stream's creation")
+            return Uploaded()
+        _, uid, created_at = min(found, key=lambda item: item[0])
+        return Uploaded(uid=uid if isinstance(uid, str) else None, created_at=created_at)

@@ -14,6 +14,7 @@ Permissions per route (403 names the first missing one):
   POST .../streams/<name>/advance                                          Consume streams, View labels
   POST .../streams/<name>/fetch                                            Consume streams, View labels
   POST .../streams/<name>/reset                                            Consume streams, View labels
+  POST /api/v1/datasets/<p>/<d>/export                                     Export datasets, View labels, View sources
   /_emulator/...                                                           none (test controls)
 """
 
@@ -412,6 +413,23 @@ def h_export(w, tok, q, b, project, source):
     return 200, w.export(src, ts("from_timestamp"), ts("to_timestamp"), after, limit)
 
 
+def h_dataset_export(w, tok, q, b, project, ds):
+    """ExportDatasetRequest: `order_by` created_at (or absent), `from` (a bound on created_at), `limit`, `continuation`."""
+    w.check(tok, project, ["Export datasets", "View labels", "View sources"])
+    w.require_project(project)
+    d = w.dataset(project, ds)
+    if b.get("order_by") not in (None, "created_at"):
+        raise ApiError(400, "order_by %r is not served by the emulator (created_at only)" % (b.get("order_by"),))
+    start = None
+    if b.get("from") is not None:
+        try:
+            start = _parse_time_ms(b["from"])
+        except (ValueError, TypeError, OverflowError):
+            raise ApiError(400, "Invalid from: %r" % (b.get("from"),)) from None
+    limit = _body_int(b, "limit", 64, 1, 1024)
+    return 200, w.export_dataset(d, start, limit, b.get("continuation"))
+
+
 STREAM_OPS = {"results": ("GET", h_results), "advance": ("POST", h_advance), "reset": ("POST", h_reset),
               "fetch": ("POST", h_fetch)}
 
@@ -440,6 +458,8 @@ def match(method, s):
                 return want("GET", "datasets", h_datasets_project, (s[3],))
             if n == 5:
                 return want("GET", "datasets", h_dataset, (s[3], s[4]))
+            if n == 6 and s[5] == "export":
+                return want("POST", "dataset_export", h_dataset_export, (s[3], s[4]))
             if s[5] == "streams":
                 if n == 6:
                     return want("GET", "streams", h_streams, (s[3], s[4]))
