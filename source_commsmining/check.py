@@ -3,7 +3,7 @@ nothing is consumed, advanced or reset."""
 
 import logging
 from dataclasses import replace
-from typing import List, Optional
+from typing import Any, List, Mapping, Optional
 
 from airbyte_cdk.models import AirbyteConnectionStatus, FailureType, Status
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
@@ -36,22 +36,22 @@ def check_connection(
             "permission), and that this network can reach the API.",
         )
     logger.info(f"check: the token can see {len(sources)} sources")
-    problems = []
+    problems, definitions = [], {}
     for index, cm in enumerate(streams):
         try:
-            api.get_stream(cm)
+            definitions[cm.key] = api.get_stream(cm)
         except Exception as error:
             problems.append(f"streams[{index}] {cm.key}: {describe(error)}")
     if problems:
         # The first few named, the rest counted: 1,000 unknown streams would otherwise make a 180 KB message.
         return AirbyteConnectionStatus(status=Status.FAILED, message=first_few(problems) + _STREAM_PERMISSIONS)
-    refusals = [refusal for cm in streams for refusal in _assess(api, cm, positioning or Positioning(), logger)]
+    refusals = [r for cm in streams for r in _assess(api, cm, definitions[cm.key], positioning or Positioning(), logger)]
     if refusals:
         return AirbyteConnectionStatus(status=Status.FAILED, message=first_few(refusals))
     return AirbyteConnectionStatus(status=Status.SUCCEEDED)
 
 
-def _assess(api: CmApi, cm: CmStream, positioning: Positioning, logger: logging.Logger) -> List[str]:
+def _assess(api: CmApi, cm: CmStream, definition: Mapping[str, Any], positioning: Positioning, logger: logging.Logger) -> List[str]:
     """Whether `cm` looks read since its creation (a WARN), and what the start position cannot use (a refusal).
 
     The decision is run as for a stream without state, with peeks and the export only (`dry`): it never
@@ -60,7 +60,7 @@ def _assess(api: CmApi, cm: CmStream, positioning: Positioning, logger: logging.
     """
     uses_creation = positioning.start_position in (IF_UNREAD, TAKE_OVER_FROM_CREATION)
     try:
-        yield_all(replace(positioning, start_position=IF_UNREAD).place(api, cm, {}, dry=True))
+        yield_all(replace(positioning, start_position=IF_UNREAD).place(api, cm, {}, dry=True, definition=definition))
     except WouldMove:
         return []
     except StreamInUse as taken:
@@ -70,11 +70,12 @@ def _assess(api: CmApi, cm: CmStream, positioning: Positioning, logger: logging.
         )
         return []
     except AirbyteTracedException as error:
-        if error.failure_type == FailureType.config_error and uses_creation:
+        if error.failure_type != FailureType.config_error:
+            logger.warning(f"check: could not tell whether stream {cm.key} was read: {describe(error)}")
+        elif uses_creation:  # the definition's created_at is not a past time, and the start position would use it
             return [describe(error)]
-        logger.warning(f"check: stream_results {cm.key}: {describe(error)}")
     except Exception as error:  # a peek the token may not make: reading will say so with the stream's name
-        logger.warning(f"check: stream_results {cm.key}: could not tell whether the stream was read: {describe(error)}")
+        logger.warning(f"check: could not tell whether stream {cm.key} was read: {describe(error)}")
     return []
 
 

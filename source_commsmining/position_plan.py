@@ -45,10 +45,14 @@ START_POSITIONS = (IF_UNREAD, CURRENT, TAKE_OVER_FROM_CREATION, TAKE_OVER_FROM_D
 # How far in the future a time may be (clock skew between the API and this host) before it is not believed.
 SKEW = timedelta(minutes=5)
 
-CONSUME_PERMISSIONS = (
-    "'Consume streams' and 'View labels' (IXP: 'Stream - Consume', which the IXP Developer and IXP Project Admin "
-    "roles grant)"
-)
+
+
+def consume_permissions(key: str) -> str:
+    """What a reset needs (UiPath's reset page: what consuming needs; "Modify streams" only changes a definition)."""
+    return (
+        f"'Consume streams' and 'View labels' permissions on project '{key.split('/')[0]}' (IXP: 'Stream - "
+        "Consume', which the IXP Developer and IXP Project Admin roles grant)"
+    )
 
 
 # ---------------------------------------------------------------- what the decision asks, and is answered
@@ -349,7 +353,7 @@ def _start(key: str, settings: Settings, now: datetime) -> Plan:
     refusal = yield Reset(target, f"the start reset to {where}")
     if refusal is not None:
         fix = (
-            f"Give the token {CONSUME_PERMISSIONS} on the stream's project (a reset needs what reading needs)"
+            f"Give the token the {consume_permissions(key)} (a reset needs what reading needs)"
             if refusal.status == 403
             else "Set start_date_for_streams to a time the API accepts (with start_position take_over_from_date)"
         )
@@ -426,8 +430,8 @@ def _refused_reset(key: str, refusal: Optional[Refusal]) -> str:
     if refusal.status != 403:
         return f"the API refused the reset ({refusal.status}: {refusal.reason})."
     return (
-        f"the API refused the reset (403: {refusal.reason}). A reset needs {CONSUME_PERMISSIONS} on the stream's "
-        "project, the same as reading it; if the token has them, the API refused for the reason it gives."
+        f"the API refused the reset (403: {refusal.reason}). A reset needs the {consume_permissions(key)}, the same as "
+        "reading the stream; if the token has them, the API refused for the reason it gives."
     )
 
 
@@ -441,14 +445,17 @@ def _refused_resume(
     elif not settings.rewind:
         why = "rewind_on_resume is off"
         recover = (
-            f"turn rewind_on_resume on (a reset needs {CONSUME_PERMISSIONS}, as reading does), or reset the stream in "
-            f"Communications Mining by hand to {watermark}"
+            f"turn rewind_on_resume on (a reset needs the same {consume_permissions(key)} as reading the stream), or "
+            f"reset the stream in Communications Mining by hand to {watermark}"
         )
     elif unsafe:
         why, recover = f"it is not reset to the state's watermark because {unsafe}", by_hand
     elif refusal:
-        why = f"it could not be reset to the state's watermark: {_refused_reset(key, refusal)}"
-        recover = f"resolve what the API's refusal says, or reset the stream in Communications Mining by hand to {watermark}"
+        why = f"the API refused to reset it ({refusal.status}: {refusal.reason}) to the state's watermark"
+        recover = (
+            f"give the token the {consume_permissions(key)} (a reset needs what reading needs) or, if it has them, resolve "
+            f"what the API's refusal says; or reset the stream in Communications Mining by hand to {watermark}"
+        )
     else:
         why, recover = f"even after a reset to the state's watermark {watermark} the API refused the continuation", by_hand
     return _config_error(

@@ -48,9 +48,15 @@ class Positioning:
         return Settings(self.start_position, self.start_date, self.rewind, self.skip_uncommitted)
 
     def place(
-        self, api: CmApi, cm: CmStream, cursors: Mapping[str, Optional[Mapping[str, Any]]], dry: bool = False
+        self,
+        api: CmApi,
+        cm: CmStream,
+        cursors: Mapping[str, Optional[Mapping[str, Any]]],
+        dry: bool = False,
+        definition: Optional[Mapping[str, Any]] = None,
     ) -> Generator[Log, None, Outcome]:
-        """Runs the decision for `cm` against the API; yields its log lines, returns its Outcome (or raises its refusal)."""
+        """Runs the decision for `cm` against the API; yields its log lines, returns its Outcome (or raises its
+        refusal). `definition`: the stream definition when the caller has it already (check)."""
         plan = decide(cm.key, cursors or {}, self.settings, datetime.now(timezone.utc))
         answer: Any = None
         while True:
@@ -62,7 +68,7 @@ class Positioning:
             if isinstance(step, Log):
                 yield step
             elif isinstance(step, GetDefinition):
-                answer = api.get_stream(cm)
+                answer = definition if definition is not None else api.get_stream(cm)
             elif isinstance(step, Peek):
                 answer = peek(api, cm)
             elif isinstance(step, FirstUpload):
