@@ -42,10 +42,11 @@ class Refusal:
 
 @dataclass(frozen=True)
 class Uploaded:
-    """The export's answer: the first comment uploaded since a time (uid None: none), or why it could not be asked."""
+    """The export's answer: the comments of a dataset uploaded from a time on, in upload order, up to a time (all of
+    them if `complete`), or why they could not be had (`unavailable`)."""
 
-    uid: Optional[str] = None
-    created_at: Optional[str] = None
+    comments: Tuple[Mapping[str, Any], ...] = ()
+    complete: bool = True
     unavailable: Optional[str] = None
 
 
@@ -208,31 +209,38 @@ class CmApi:
         self._positions.pop(cm.key, None)
         return None
 
-    def first_upload(self, cm: CmStream, since: str) -> Uploaded:
-        """The first comment of `cm`'s dataset uploaded at or after `since`, from the dataset export ordered by
-        created_at (reads, consumes nothing). A refusal (400, 403, 404: handed back by the manifest) is `unavailable`.
-
-        A few are asked for and the earliest at or after `since` is taken, so a server that bounds `from` on
-        another field than the order still answers right when it lists that comment."""
-        body = {"order_by": "created_at", "from": since, "limit": 8}
-        response = self._send("export_requester", cm.as_slice(), body, cm)
-        if response is not None and response.status_code in (400, 403, 404):
-            try:
-                decode(response, context=f"dataset export of {cm.project}/{cm.dataset}")
-            except BadResponse as refused:
-                hint = f"; the export needs {EXPORT_PERMISSION} on project '{cm.project}'" if response.status_code == 403 else ""
-                return Uploaded(unavailable=f"{response.status_code}: {describe(refused)}{hint}")
-        comments = decode(response, required=("comments",), context=f"dataset export of {cm.project}/{cm.dataset}")["comments"]
-        start = instant(since)
-        found = []
-        for entry in comments if isinstance(comments, list) else []:
-            comment = entry.get("comment") if isinstance(entry, dict) else None
-            at = instant(comment.get("created_at")) if isinstance(comment, dict) else None
-            if at is not None and start is not None and at >= start:
-                found.append((at, comment.get("uid"), comment.get("created_at")))
-        if not found:
-            if comments and not found:
-                return Uploaded(unavailable="the dataset export answered with comments that do not have a created_at at or after the stream's creation")
-            return Uploaded()
-        _, uid, created_at = min(found, key=lambda item: item[0])
-        return Uploaded(uid=uid if isinstance(uid, str) else None, created_at=created_at)
+    def uploads(self, cm: CmStream, since: str, until: Optional[str], pages: int = 4, per_page: int = 256) -> Uploaded:
+        """The comments of `cm`'s dataset uploaded at or after `since` and, with `until`, not after it, from the
+        dataset export ordered by created_at (reads, consumes nothing); at most `pages` pages (else not `complete`).
+        Without `until`, the first page only. A refusal (400, 403, 404: handed back by the manifest) is `unavailable`.
+        Comments outside [since, until] are dropped, so a server that bounds `from` on another field than the
+        order still answers right for what it lists."""
+        start, end = instant(since), instant(until) if until else None
+        found, continuation = [], None
+        for _ in range(pages):
+            body = {"order_by": "created_at", "from": since, "limit": per_page}
+            if continuation:
+                body = {"order_by": "created_at", "continuation": continuation, "limit": per_page}
+            response = self._send("export_requester", cm.as_slice(), body, cm)
+            context = f"dataset export of {cm.project}/{cm.dataset}"
+            if response is not None and response.status_code in (400, 403, 404):
+                try:
+                    decode(response, context=context)
+                except BadResponse as refused:
+                    hint = f"; the export needs {EXPORT_PERMISSION} on project '{cm.project}'" if response.status_code == 403 else ""
+                    return Uploaded(unavailable=f"{response.status_code}: {describe(refused)}{hint}")
+            page = decode(response, required=("comments",), context=context)
+            entries = page["comments"] if isinstance(page["comments"], list) else []
+            last = None
+            for entry in entries:
+                comment = entry.get("comment") if isinstance(entry, dict) else None
+                at = instant(comment.get("created_at")) if isinstance(comment, dict) else None
+                if at is None or start is None:
+                    return Uploaded(unavailable="the dataset export answered with a comment without a created_at")
+                last = at
+                if at >= start and (end is None or at <= end):
+                    found.append(comment)
+            continuation = page.get("continuation")
+            if end is None or not continuation or not entries or (last is not None and last > end):
+                return Uploaded(tuple(found), complete=True)
+        return Uploaded(tuple(found), complete=False)

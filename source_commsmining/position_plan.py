@@ -1,7 +1,7 @@
 """Where a Communications Mining stream is read from at the start of a sync: the one decision, without I/O.
 
 `decide` is a pure coroutine: given the selected tables' committed cursors for one CM stream, the
-settings and the time, it yields the calls it needs (`GetDefinition`, `Peek`, `FirstUpload`,
+settings and the time, it yields the calls it needs (`GetDefinition`, `Peek`, `Uploads`,
 `Advance`, `Reset`) and is sent the server's answers; it yields `Log` lines to pass on, and it
 returns an `Outcome` or raises a config_error saying what it refuses. stream_position.py makes the
 calls (and checks that the sync is live before each advance and reset); check.py runs it without
@@ -67,11 +67,12 @@ class Peek:
 
 
 @dataclass(frozen=True)
-class FirstUpload:
-    """The first comment of the dataset uploaded at or after `since` (the dataset export, ordered by
-    created_at; answer: Uploaded)."""
+class Uploads:
+    """The dataset's comments uploaded at or after `since` and not after `until` (None: the first page), from the
+    dataset export ordered by created_at (answer: Uploaded)."""
 
     since: str
+    until: Optional[str]
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class Reset:
     # answer: None when done, a Refusal (403 or 400) otherwise
 
 
-Call = Union[GetDefinition, Peek, FirstUpload, Advance, Reset]
+Call = Union[GetDefinition, Peek, Uploads, Advance, Reset]
 
 
 @dataclass(frozen=True)
@@ -323,7 +324,8 @@ def _start(key: str, settings: Settings, now: datetime) -> Plan:
         return Outcome(False, None)
     created = None
     if mode != TAKE_OVER_FROM_DATE:
-        created = (yield GetDefinition()).get("created_at")
+        definition = yield GetDefinition()
+        created = definition.get("created_at")
         problem = _not_a_past_time(created, now)
         if problem:
             raise _config_error(
@@ -338,7 +340,7 @@ def _start(key: str, settings: Settings, now: datetime) -> Plan:
         raise _config_error(f"`start_date_for_streams` is {target!r}, {problem}: give a past time.")
     head = yield Peek()
     if mode == IF_UNREAD:
-        taken = yield from _read_since_creation(created, head)
+        taken = yield from _read_since_creation(created, head, definition)
         if taken:
             raise _config_error(_in_use(key, created, head, taken), StreamInUse)
     unsafe = forward_past(target, head, now)
@@ -377,14 +379,14 @@ def _not_a_past_time(value: Any, now: datetime) -> Optional[str]:
     return None
 
 
-def _read_since_creation(created: str, head: Head) -> Generator[Step, Any, Optional[str]]:
+def _read_since_creation(created: str, head: Head, definition: Mapping[str, Any]) -> Generator[Step, Any, Optional[str]]:
     """Why the stream may have been read since its creation; None only when nothing shows it was.
 
-    Unread means its next pending comment is the first comment of the dataset uploaded at or after its
-    creation (the export, ordered by created_at, says which), or nothing is pending and nothing was
-    uploaded since. Anything else, or an answer that cannot be had, counts as read: a comment uploaded
-    between its creation and its head was consumed, or the stream's filter (or label thresholds) hides
-    it, which the API does not let a client tell apart.
+    Unread means no comment the stream would serve was uploaded between its creation and its next pending
+    comment: the dataset export (ordered by created_at) lists what was uploaded, and each such comment must
+    be shown hidden by the stream's `comment_filter` (`hides`). Anything else, or an answer that cannot be
+    had, counts as read: such a comment was consumed, or hidden by something this cannot evaluate (a filter
+    on other fields, label thresholds), which the API does not let a client tell apart.
     """
     if head.hidden:
         return "its next comments are filtered out, so where it stands is not shown"
@@ -393,18 +395,57 @@ def _read_since_creation(created: str, head: Head) -> Generator[Step, Any, Optio
         return f"its next pending comment's created_at {head.created_at!r} is not a time"
     if at is not None and at < start:
         return "it stands before its creation time (it was reset by hand, or by another reader)"
-    first: Uploaded = yield FirstUpload(created)
-    if first.unavailable:
-        return f"the dataset export, which tells whether comments were uploaded before its head, could not be read ({first.unavailable})"
-    if first.uid is None:
-        return None if not head.pending else "the dataset export lists no comment uploaded since its creation, yet one is pending"
-    if head.pending and first.uid == head.uid:
+    uploaded = yield Uploads(created, head.created_at if head.pending else None)
+    if uploaded.unavailable:
+        return f"the dataset export, which tells what was uploaded before its next comment, could not be read ({uploaded.unavailable})"
+    if not uploaded.complete:
+        return "more comments were uploaded between its creation and its next pending comment than are looked at"
+    if head.pending and not any(c.get("uid") == head.uid for c in uploaded.comments):
+        return "the dataset export does not list its next pending comment"
+    before = [c for c in uploaded.comments if c.get("uid") != head.uid]
+    served = [c for c in before if hides(definition.get("comment_filter"), c) is not True]
+    if not served:
         return None
+    first = served[0].get("created_at")
     if not head.pending:
-        return f"nothing is pending, yet comments were uploaded since its creation (the first at {first.created_at})"
-    if instant(first.created_at) is None or instant(first.created_at) > at:
-        return "the dataset export does not list its next pending comment first"
-    return f"comments were uploaded between its creation and its next pending comment (the first at {first.created_at})"
+        return f"nothing is pending, yet comments it would serve were uploaded since its creation (the first at {first})"
+    return f"comments it would serve were uploaded between its creation and its next pending comment (the first at {first})"
+
+
+def hides(comment_filter: Any, comment: Mapping[str, Any]) -> Optional[bool]:
+    """Whether a stream's `comment_filter` keeps `comment` out of the stream: True, False, or None when it cannot
+    be told here (a filter on other fields than `sources` and `user_properties`, a property the comment lacks, a
+    condition of another kind). Only a sure True lets a comment count as never served."""
+    if not comment_filter:
+        return False
+    if not isinstance(comment_filter, Mapping):
+        return None
+    known = {"sources", "user_properties"}
+    if any(value not in (None, [], {}) for key, value in comment_filter.items() if key not in known):
+        return None
+    sources = comment_filter.get("sources")
+    if sources and comment.get("source_id") not in sources:
+        return True
+    properties = comment.get("user_properties") if isinstance(comment.get("user_properties"), Mapping) else {}
+    unknown = False
+    for name, condition in (comment_filter.get("user_properties") or {}).items():
+        value = properties.get(name)
+        if value is None or not isinstance(condition, Mapping) or set(condition) - {"one_of", "not_one_of", "minimum", "maximum"}:
+            unknown = True
+            continue
+        try:
+            kept = (
+                ("one_of" not in condition or value in condition["one_of"])
+                and ("not_one_of" not in condition or value not in condition["not_one_of"])
+                and ("minimum" not in condition or value >= condition["minimum"])
+                and ("maximum" not in condition or value <= condition["maximum"])
+            )
+        except TypeError:
+            unknown = True
+            continue
+        if not kept:
+            return True
+    return None if unknown else False
 
 
 def _in_use(key: str, created: str, head: Head, why: str) -> str:

@@ -17,13 +17,13 @@ from source_commsmining.errors import describe
 from source_commsmining.position_plan import (
     IF_UNREAD,
     Advance,
-    FirstUpload,
     GetDefinition,
     Head,
     Outcome,
     Peek,
     Reset,
     Settings,
+    Uploads,
     decide,
 )
 from source_commsmining.reading_events import Log
@@ -71,8 +71,8 @@ class Positioning:
                 answer = definition if definition is not None else api.get_stream(cm)
             elif isinstance(step, Peek):
                 answer = peek(api, cm)
-            elif isinstance(step, FirstUpload):
-                answer = api.first_upload(cm, step.since)
+            elif isinstance(step, Uploads):
+                answer = api.uploads(cm, step.since, step.until)
             elif dry:
                 raise WouldMove(step)
             elif isinstance(step, Advance):

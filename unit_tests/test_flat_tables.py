@@ -14,7 +14,7 @@ import source_commsmining.messages as messages_module
 from source_commsmining import SourceCommsmining
 from source_commsmining.api import CmStream, Uploaded
 from source_commsmining.flat_tables import FIELDS, LABELS, RESULTS, flat_rows
-from source_commsmining.position_plan import Advance, FirstUpload, GetDefinition, Head, Peek, Reset, Settings, decide
+from source_commsmining.position_plan import Advance, GetDefinition, Head, Peek, Reset, Settings, Uploads, decide
 from source_commsmining.reading_events import Log
 from source_commsmining.state import ResultsState
 from unit_tests.conftest import batch, catalog, comment, config, definition, run_read, stream_url
@@ -203,7 +203,7 @@ def _plan(state, **settings):
                 answer = Head()
             elif isinstance(step, GetDefinition):
                 answer = {"created_at": "2024-01-01T00:00:00Z"}
-            elif isinstance(step, FirstUpload):
+            elif isinstance(step, Uploads):
                 answer = Uploaded()
     except StopIteration as done:
         return calls, done.value

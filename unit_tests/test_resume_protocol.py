@@ -59,7 +59,7 @@ def test_an_unread_stream_without_state_is_reset_to_its_creation_time_before_rea
         m.post(stream_url(action="advance"), json={"status": "ok"})
         output = run_read(config(start_position="from_creation_if_unread"), catalog("stream_results"), state=None)
     assert _calls(m)[:5] == [("GET", "triage"), ("GET", "results"), ("POST", "export"), ("POST", "reset"), ("GET", "results")]
-    assert export.request_history[0].json() == {"order_by": "created_at", "from": "2024-01-01T00:00:00Z", "limit": 8}
+    assert export.request_history[0].json() == {"order_by": "created_at", "from": "2024-01-01T00:00:00Z", "limit": 256}
     assert reset.request_history[0].json() == {"to_comment_created_at": "2024-01-01T00:00:00Z"}
     assert any("reset it to its creation time 2024-01-01T00:00:00Z" in line for line in _logs(output))
     assert [r.record.data["uid"] for r in output.records] == [comment(1)["uid"]]
@@ -91,7 +91,7 @@ def test_the_default_and_the_old_saved_default_never_take_over_a_stream_read_sin
     "export, why",
     [
         ({"status_code": 403, "json": {"status": "error", "message": "Forbidden: missing permission"}}, "Dataset - Export"),
-        ({"json": {"status": "ok", "comments": [], "continuation": None}}, "lists no comment uploaded since its creation"),
+        ({"json": {"status": "ok", "comments": [], "continuation": None}}, "does not list its next pending comment"),
     ],
 )
 def test_a_stream_whose_reading_cannot_be_told_is_refused_not_moved(export, why):
@@ -102,6 +102,31 @@ def test_a_stream_whose_reading_cannot_be_told_is_refused_not_moved(export, why)
         m.get(stream_url(), json=batch([1], "b1", False))
         output = run_read(config(start_position="from_creation_if_unread"), catalog("stream_results"), expecting_exception=True)
     assert why in output.errors[-1].trace.error.message and reset.call_count == 0 and output.records == []
+
+
+@pytest.mark.parametrize(
+    "condition, pending_priority, hidden",
+    [
+        ({"one_of": ["Urgent"]}, "Low", True),  # the comment uploaded first is one the filter keeps out: unread
+        ({"one_of": ["Urgent"]}, "Urgent", False),  # it is one the stream serves: someone consumed it
+        ({"minimum": 5}, None, False),  # a property the comment lacks: cannot be told, so read
+    ],
+)
+def test_comments_the_stream_filter_keeps_out_do_not_count_as_read(condition, pending_priority, hidden):
+    stream = {"name": "triage", "created_at": "2024-01-01T00:00:00Z",
+              "comment_filter": {"user_properties": {"string:Priority": condition}}}
+    first = comment(0, user_properties={"string:Priority": pending_priority} if pending_priority else {})
+    body = {"status": "ok", "comments": [{"comment": c, "annotations": {"labels": {}}, "predictions": {"labels": []}}
+                                         for c in (first, comment(1))], "continuation": None}
+    with requests_mock.Mocker() as m:
+        m.get(stream_url(action="")[:-1], json={"status": "ok", "stream": stream})
+        m.post(EXPORT_URL, json=body)
+        reset = m.post(stream_url(action="reset"), json={"status": "ok"})
+        m.get(stream_url(), json=batch([1], "b1", False))
+        m.post(stream_url(action="advance"), json={"status": "ok"})
+        output = run_read(config(start_position="from_creation_if_unread"), catalog("stream_results"), expecting_exception=not hidden)
+    assert reset.call_count == (1 if hidden else 0)
+    assert bool(output.errors) is not hidden
 
 
 def test_take_over_from_creation_resets_a_read_stream_and_says_it_takes_it_over():
