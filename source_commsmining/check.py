@@ -5,12 +5,11 @@ import logging
 from dataclasses import replace
 from typing import Any, List, Mapping, Optional
 
-from airbyte_cdk.models import AirbyteConnectionStatus, FailureType, Status
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+from airbyte_cdk.models import AirbyteConnectionStatus, Status
 
 from source_commsmining.api import CmApi, CmStream
 from source_commsmining.errors import describe
-from source_commsmining.position_plan import IF_UNREAD, TAKE_OVER_FROM_CREATION, StreamInUse
+from source_commsmining.position_plan import IF_UNREAD, TAKE_OVER_FROM_CREATION, StreamInUse, UnusableStart
 from source_commsmining.records import first_few
 from source_commsmining.stream_position import Positioning, WouldMove
 
@@ -60,7 +59,7 @@ def _assess(api: CmApi, cm: CmStream, definition: Mapping[str, Any], positioning
     """
     uses_creation = positioning.start_position in (IF_UNREAD, TAKE_OVER_FROM_CREATION)
     try:
-        yield_all(replace(positioning, start_position=IF_UNREAD).place(api, cm, {}, dry=True, definition=definition))
+        _drain(replace(positioning, start_position=IF_UNREAD).place(api, cm, {}, dry=True, definition=definition))
     except WouldMove:
         return []
     except StreamInUse as taken:
@@ -69,16 +68,14 @@ def _assess(api: CmApi, cm: CmStream, definition: Mapping[str, Any], positioning
             "this does not apply.)"
         )
         return []
-    except AirbyteTracedException as error:
-        if error.failure_type != FailureType.config_error:
-            logger.warning(f"check: could not tell whether stream {cm.key} was read: {describe(error)}")
-        elif uses_creation:  # the definition's created_at is not a past time, and the start position would use it
+    except UnusableStart as error:  # the definition's created_at is not a past time
+        if uses_creation:
             return [describe(error)]
     except Exception as error:  # a peek the token may not make: reading will say so with the stream's name
         logger.warning(f"check: could not tell whether stream {cm.key} was read: {describe(error)}")
     return []
 
 
-def yield_all(plan) -> None:
+def _drain(plan) -> None:
     for _ in plan:
         pass

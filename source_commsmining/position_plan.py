@@ -134,6 +134,10 @@ class StreamInUse(AirbyteTracedException):
     """The refusal to take over a stream that was (or may have been) read since its creation."""
 
 
+class UnusableStart(AirbyteTracedException):
+    """The refusal of a start time that is not a past time (a stream definition's created_at, start_date_for_streams)."""
+
+
 def _config_error(message: str, cls=AirbyteTracedException) -> AirbyteTracedException:
     message = mask(message)
     return cls(message=message, internal_message=message, failure_type=FailureType.config_error)
@@ -332,12 +336,13 @@ def _start(key: str, settings: Settings, now: datetime) -> Plan:
                 f"stream_results {key}: the stream definition's created_at is {created!r}, {problem}, so it is not "
                 f"used as the stream's start (start_position {mode}). Nothing was read and the stream was not moved. "
                 "Set start_position to current (read from where the stream stands) or to take_over_from_date with "
-                "start_date_for_streams."
+                "start_date_for_streams.",
+                UnusableStart,
             )
     target = settings.start_date if mode == TAKE_OVER_FROM_DATE else created
     problem = _not_a_past_time(target, now)
     if problem:  # config.validate_start_position refuses it before; kept here so the decision holds alone
-        raise _config_error(f"`start_date_for_streams` is {target!r}, {problem}: give a past time.")
+        raise _config_error(f"`start_date_for_streams` is {target!r}, {problem}: give a past time.", UnusableStart)
     head = yield Peek()
     if mode == IF_UNREAD:
         taken = yield from _read_since_creation(created, head, definition)
