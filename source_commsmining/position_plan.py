@@ -150,16 +150,16 @@ def decide(key: str, cursors: Mapping[str, Optional[Mapping[str, Any]]], setting
     if not committed:
         return (yield from _start(key, settings, now))
     missing = sorted(table for table, cursor in cursors.items() if not cursor)
-    if len({cursor.get("epoch") for cursor in committed.values()}) > 1:
-        return (yield from _rejoin(key, committed, settings, now))
-    table, oldest = min(committed.items(), key=lambda item: age(item[1]))
     if missing:
         yield Log(
             f"stream_results {key}: {', '.join(missing)} has no state yet (newly selected); the stream resumes from "
-            f"the oldest committed state of the other tables ({table}), so {', '.join(missing)} gets rows from there "
-            "on. To fill it from the stream's start, clear the state of every results table.",
+            f"the committed state of {', '.join(sorted(committed))}, never past the oldest, so {', '.join(missing)} "
+            "gets rows from there on. To fill it from the stream's start, clear the state of every results table.",
             Level.WARN,
         )
+    if len({cursor.get("epoch") for cursor in committed.values()}) > 1:
+        return (yield from _rejoin(key, committed, settings, now))
+    oldest = min(committed.values(), key=age)
     confirmed = all(
         c.get("position_confirmed") is True and c.get("continuation") == oldest.get("continuation")
         for c in committed.values()
