@@ -318,6 +318,8 @@ def _start(key: str, settings: Settings, now: datetime) -> Plan:
     config names to take it over. `current` reads from where it stands.
     """
     mode = settings.start_position
+    if mode not in START_POSITIONS:  # config.validate_start_position refuses it first; never read as a take-over
+        raise _config_error(f"`start_position` is {mode!r}: choose one of {', '.join(START_POSITIONS)}.")
     if mode == CURRENT:
         yield Log(
             f"stream_results {key}: no table has state for this stream; reading from where it stands (start_position "
@@ -326,7 +328,7 @@ def _start(key: str, settings: Settings, now: datetime) -> Plan:
             Level.WARN,
         )
         return Outcome(False, None)
-    created = None
+    created, definition = None, {}
     if mode != TAKE_OVER_FROM_DATE:
         definition = yield GetDefinition()
         created = definition.get("created_at")
