@@ -212,7 +212,7 @@ class CmApi:
     def uploads(self, cm: CmStream, since: str, until: Optional[str], pages: int = 4, per_page: int = 256) -> Uploaded:
         """The comments of `cm`'s dataset uploaded at or after `since` and, with `until`, not after it, from the
         dataset export ordered by created_at (reads, consumes nothing); at most `pages` pages (else not `complete`).
-        Without `until`, the first page only. A refusal (400, 403, 404: handed back by the manifest) is `unavailable`.
+        A refusal (400, 403, 404: handed back by the manifest) is `unavailable`.
         Comments outside [since, until] are dropped, so a server that bounds `from` on another field than the
         order still answers right for what it lists."""
         start, end = instant(since), instant(until) if until else None
@@ -241,6 +241,6 @@ class CmApi:
                 if at >= start and (end is None or at <= end):
                     found.append(comment)
             continuation = page.get("continuation")
-            if end is None or not continuation or not entries or (last is not None and last > end):
+            if not continuation or not entries or (end is not None and last is not None and last > end):
                 return Uploaded(tuple(found), complete=True)
         return Uploaded(tuple(found), complete=False)

@@ -68,8 +68,8 @@ class Peek:
 
 @dataclass(frozen=True)
 class Uploads:
-    """The dataset's comments uploaded at or after `since` and not after `until` (None: the first page), from the
-    dataset export ordered by created_at (answer: Uploaded)."""
+    """The dataset's comments uploaded at or after `since` and not after `until` (None: no bound), from the
+    dataset export ordered by created_at (answer: Uploaded; not `complete` past a cap)."""
 
     since: str
     until: Optional[str]

@@ -408,3 +408,25 @@ def test_check_fails_for_a_stream_created_in_the_future_when_the_start_position_
         m.get(stream_url(), json=batch([1], "b1", False))
         status, _ = _check(m, config(start_position="from_creation_if_unread"))
     assert status.status.name == "FAILED" and "acme/collections/triage" in status.message and "in the future" in status.message
+
+
+def test_the_export_is_paged_to_the_stream_head_or_to_its_end_and_a_cap_says_it_is_incomplete():
+    source = SourceCommsmining(config=config())
+    api = source._api(source._config)
+    cm = CmStream("acme", "collections", "triage")
+
+    def page(indices, continuation):
+        return {"json": {"status": "ok", "continuation": continuation,
+                         "comments": [{"comment": comment(i), "annotations": {"labels": {}}, "predictions": {"labels": []}} for i in indices]}}
+
+    with requests_mock.Mocker() as m:
+        export = m.post(EXPORT_URL, [page([0, 1], "p2"), page([2, 3], None)])
+        everything = api.uploads(cm, "2024-01-01T00:00:00Z", None)
+        assert [c["uid"] for c in everything.comments] == [comment(i)["uid"] for i in range(4)] and everything.complete
+        assert export.request_history[1].json() == {"order_by": "created_at", "continuation": "p2", "limit": 256}
+        m.post(EXPORT_URL, [page([0, 1], "p2"), page([2, 3], "p3")])
+        capped = api.uploads(cm, "2024-01-01T00:00:00Z", None, pages=2)
+        assert not capped.complete
+        m.post(EXPORT_URL, [page([0, 1, 2], "p2")])
+        upto = api.uploads(cm, "2024-01-01T00:00:00Z", comment(1)["created_at"])
+        assert [c["uid"] for c in upto.comments] == [comment(0)["uid"], comment(1)["uid"]] and upto.complete
