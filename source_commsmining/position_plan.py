@@ -26,12 +26,12 @@ THE INVARIANT, decided here and nowhere else:
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Dict, Generator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Generator, Mapping, Optional, Union
 
 from airbyte_cdk.models import FailureType, Level
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_commsmining.api import Refusal, Uploaded
+from source_commsmining.api import Refusal
 from source_commsmining.errors import mask
 from source_commsmining.reading_events import Log
 from source_commsmining.timestamps import instant
