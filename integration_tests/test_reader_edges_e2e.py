@@ -163,7 +163,9 @@ def test_a_missing_more_results_is_unknown_and_reading_goes_on_to_the_end():
 def test_a_stream_stuck_at_one_continuation_stops_with_a_warning():
     with Emulator(seed=5, comments=100, scenario="default") as emu:
         emu.inject(Fault(route="results", kind="stall"))
-        run = run_connector("read", config=connector_config(emu, max_results=16), catalog=CATALOG, timeout=60)
+        # A stalled stream shows nothing pending although comments were uploaded: the default would refuse it.
+        cfg = connector_config(emu, max_results=16, start_position="take_over_from_creation")
+        run = run_connector("read", config=cfg, catalog=CATALOG, timeout=60)
         assert run.returncode == 0, _error(run) or run.stderr[-2000:]
         continuation = emu.world.encode_seq(emu.world.stream("acme", "collections", "triage"), 0)
         assert any("stuck" in w and continuation in w for w in _warnings(run)), _warnings(run)
@@ -173,7 +175,8 @@ def test_a_stream_stuck_at_one_continuation_stops_with_a_warning():
 def test_a_short_stall_is_read_through():
     with Emulator(seed=5, comments=100, scenario="default") as emu:
         emu.inject(Fault(route="results", kind="stall", times=3))
-        run = run_connector("read", config=connector_config(emu, max_results=16), catalog=CATALOG)
+        cfg = connector_config(emu, max_results=16, start_position="take_over_from_creation")
+        run = run_connector("read", config=cfg, catalog=CATALOG)
         assert run.returncode == 0, _error(run) or run.stderr[-2000:]
         assert len(run.uids()) == 100 and not _warnings(run)
 
@@ -209,9 +212,18 @@ def test_a_stream_is_reset_at_its_first_sync_and_after_an_unconfirmed_state_neve
         third = run_connector("read", config={**cfg, "rewind_on_resume": False}, catalog=CATALOG, state=second.last_state())
         assert third.returncode == 0 and resets() == [1, 1] and third.uids() == []
         # A state committed after the first batch of one stream (no position_confirmed): that stream is reset to its
-        # watermark and advanced to its continuation (its last 68 re-read); the other, without a cursor, is reset to
-        # its start position (all 100 re-read).
+        # watermark and advanced to its continuation (its last 68 re-read); the other, without a cursor and read
+        # since its creation, is refused by the default (nothing moved) and reset to its creation when taken over
+        # by name (all 100 re-read).
         middle = [first.states[0]]
         assert len(middle[0]["stream"]["stream_state"]["states"]) == 1
-        fourth = run_connector("read", config=cfg, catalog=CATALOG, state=middle)
-        assert fourth.returncode == 0 and resets() == [2, 2] and len(fourth.uids()) == 68 + 100
+        [entry] = middle[0]["stream"]["stream_state"]["states"]
+        resumed = entry["partition"]["stream"]
+        other = "raw" if resumed == "triage" else "triage"
+        refused = run_connector("read", config=cfg, catalog=CATALOG, state=middle)
+        assert refused.returncode != 0 and f"acme/collections/{other}" in _error(refused)
+        assert emu.stream_state("acme", "collections", other)["resets"] == 1
+        fourth = run_connector("read", config={**cfg, "start_position": "take_over_from_creation"}, catalog=CATALOG, state=middle)
+        # The resumed stream was reset in the refused run too (streams are placed independently): 3 resets, the other 2.
+        counts = {s: emu.stream_state("acme", "collections", s)["resets"] for s in ("triage", "raw")}
+        assert fourth.returncode == 0 and counts == {resumed: 3, other: 2} and len(fourth.uids()) == 68 + 100

@@ -68,7 +68,8 @@ def test_a_garbage_created_at_alone_in_the_first_batch_does_not_block_the_stream
     dataset = emu.world.dataset("acme", "collections")
     generated = dataset.comment
     dataset.comment = lambda i: {**generated(i), "created_at": "garbage"} if i == 0 else generated(i)
-    config = connector_config(emu, max_results=1, max_records_per_sync=1)
+    # A first comment whose created_at is not a time cannot be compared with a start time: start where the stream stands.
+    config = connector_config(emu, max_results=1, max_records_per_sync=1, start_position="current")
     first = run_connector("read", config, configured_catalog("stream_results"))
     assert first.returncode == 0 and [r["created_at"] for r in data(first, "stream_results")] == ["garbage"]
     assert any("garbage" in w and "not a time" in w for w in warnings(first))

@@ -39,13 +39,14 @@ def _wait_gone(pid: int, seconds: float) -> float:
 
 
 # ---------------------------------------------------------------- 17.1: a failed first sync loses nothing
-@pytest.mark.parametrize("start_position, loses", [("stream_created", False), ("current", True)])
+@pytest.mark.parametrize("start_position, loses", [("take_over_from_creation", False), ("current", True)])
 def test_a_failed_first_sync_run_again_without_state_delivers_everything_consumed(start_position, loses):
     """PyAirbyte commits nothing of a failed sync, state included: the re-run has no state. Reset to the start
-    position, it reads again what the failed sync consumed; from `current` (opt-in) those comments are lost."""
+    position, it reads again what the failed sync consumed; from `current` (opt-in) those comments are lost.
+    (The default refuses the re-run, moving nothing: test_stream_takeover_e2e.py.)"""
     with Emulator(seed=11, comments=300, scenario="default") as emu:
         cfg = connector_config(emu, max_results=16, max_retries=0, start_position=start_position)
-        emu.inject(Fault(route="results", kind="status", status=500, rate=0.15))
+        emu.inject(Fault(route="advance", kind="status", status=500, rate=0.1))  # fails after a batch was delivered
         failed = run_connector("read", config=cfg, catalog=CATALOG)
         emu.clear_faults()
         assert failed.returncode != 0 and failed.uids(), "the first sync must fail after delivering some comments"
@@ -75,11 +76,12 @@ def test_a_refused_continuation_with_a_watermark_ahead_fails_and_never_moves_the
         assert second.returncode != 0 and second.uids() == []
         [trace] = [m for m in second.of_type("TRACE") if m["trace"]["type"] == "ERROR"]
         assert trace["trace"]["error"]["failure_type"] == "config_error"
-        assert "after the stream's next comment" in trace["trace"]["error"]["message"]
+        assert "after the stream's next pending comment" in trace["trace"]["error"]["message"]
         after = emu.stream_state("acme", "collections", "triage")
         assert after["position"] == position and after["resets"] == 1  # the first sync's start reset only
-        # Clearing the state (the documented way out) reads everything again from the stream's creation.
-        third = run_connector("read", config={k: v for k, v in cfg.items() if k != "max_records_per_sync"}, catalog=CATALOG)
+        # Clearing the state and taking the stream over (the documented way out) reads everything again from its creation.
+        third = run_connector("read", config=dict({k: v for k, v in cfg.items() if k != "max_records_per_sync"},
+                                                  start_position="take_over_from_creation"), catalog=CATALOG)
         assert third.returncode == 0 and set(third.uids()) >= set(emu.consumed_uids("acme", "collections", "triage"))
 
 

@@ -21,9 +21,33 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_commsmining.envelope import BadResponse, decode
 from source_commsmining.errors import describe
+from source_commsmining.timestamps import instant
 
-REQUESTERS = ("sources_requester", "stream_requester", "results_requester", "advance_requester", "reset_requester")
+REQUESTERS = (
+    "sources_requester", "stream_requester", "results_requester", "advance_requester", "reset_requester", "export_requester"
+)
 DEFAULT_MAX_RESULTS = 32
+
+
+EXPORT_PERMISSION = "'Dataset - Export' (IXP role permission; legacy 'Export datasets')"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A reset the API refused (403 or 400) and the reason it gave, masked."""
+
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """The export's answer: the comments of a dataset uploaded from a time on, in upload order, up to a time (all of
+    them if `complete`), or why they could not be had (`unavailable`)."""
+
+    comments: Tuple[Mapping[str, Any], ...] = ()
+    complete: bool = True
+    unavailable: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -171,16 +195,52 @@ class CmApi:
         decode(self._send("advance_requester", cm.as_slice(), {"sequence_id": continuation}, cm), context=self.context(cm))
         self._positions[cm.key] = continuation
 
-    def reset(self, cm: CmStream, created_at: str) -> Optional[str]:
-        """Moves the stream back to `created_at`: None when done; on a 403 (not fatal: the reader warns and
-        goes on) the API's refusal, masked, so the user sees which permission the API named."""
+    def reset(self, cm: CmStream, created_at: str) -> Optional[Refusal]:
+        """Moves the stream to `created_at`: None when done; on a 403 or 400 (handed back by the manifest) the
+        API's refusal, masked, so the message can quote the reason the API gave."""
         context = f"stream {cm.key}, reset to {created_at!r}"
         response = self._send("reset_requester", cm.as_slice(), {"to_comment_created_at": created_at}, cm)
-        if response is not None and response.status_code == 403:
+        if response is not None and response.status_code in (400, 403):
             try:
                 decode(response, context=context)
             except BadResponse as refused:
-                return describe(refused)
+                return Refusal(response.status_code, describe(refused))
         decode(response, context=context)
         self._positions.pop(cm.key, None)
         return None
+
+    def uploads(self, cm: CmStream, since: str, until: Optional[str], pages: int = 4, per_page: int = 256) -> Uploaded:
+        """The comments of `cm`'s dataset uploaded at or after `since` and, with `until`, not after it, from the
+        dataset export ordered by created_at (reads, consumes nothing); at most `pages` pages (else not `complete`).
+        A refusal (400, 403, 404: handed back by the manifest) is `unavailable`.
+        Comments outside [since, until] are dropped, so a server that bounds `from` on another field than the
+        order still answers right for what it lists."""
+        start, end = instant(since), instant(until) if until else None
+        found, continuation = [], None
+        for _ in range(pages):
+            body = {"order_by": "created_at", "from": since, "limit": per_page}
+            if continuation:
+                body = {"order_by": "created_at", "continuation": continuation, "limit": per_page}
+            response = self._send("export_requester", cm.as_slice(), body, cm)
+            context = f"dataset export of {cm.project}/{cm.dataset}"
+            if response is not None and response.status_code in (400, 403, 404):
+                try:
+                    decode(response, context=context)
+                except BadResponse as refused:
+                    hint = f"; the export needs {EXPORT_PERMISSION} on project '{cm.project}'" if response.status_code == 403 else ""
+                    return Uploaded(unavailable=f"{response.status_code}: {describe(refused)}{hint}")
+            page = decode(response, required=("comments",), context=context)
+            entries = page["comments"] if isinstance(page["comments"], list) else []
+            last = None
+            for entry in entries:
+                comment = entry.get("comment") if isinstance(entry, dict) else None
+                at = instant(comment.get("created_at")) if isinstance(comment, dict) else None
+                if at is None or start is None:
+                    return Uploaded(unavailable="the dataset export answered with a comment without a created_at")
+                last = at
+                if at >= start and (end is None or at <= end):
+                    found.append(comment)
+            continuation = page.get("continuation")
+            if not continuation or not entries or (end is not None and last is not None and last > end):
+                return Uploaded(tuple(found), complete=True)
+        return Uploaded(tuple(found), complete=False)

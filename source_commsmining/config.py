@@ -16,6 +16,7 @@ from airbyte_cdk.sources.declarative.interpolation.macros import format_datetime
 from source_commsmining.api import CmStream
 from source_commsmining.auth import API_TOKEN, OAUTH, default_token_url
 from source_commsmining.errors import MIN_SECRET_LENGTH, config_error, register_secret
+from source_commsmining.position_plan import IF_UNREAD, SKEW, START_POSITIONS, TAKE_OVER_FROM_DATE
 from source_commsmining.timestamps import instant
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
@@ -355,24 +356,30 @@ def validate_config(config: MutableMapping[str, Any], spec_schema: Optional[Mapp
 
 
 def validate_start_position(config: Mapping[str, Any]) -> None:
-    """`start_position` date needs a `start_date_for_streams` that is a real time (the pattern lets 2024-13-01 by)."""
-    position = config.get("start_position", "stream_created")
-    if position not in ("stream_created", "date", "current"):
+    """`start_position` is one of position_plan.START_POSITIONS (earlier values are remapped by the manifest);
+    take_over_from_date needs a `start_date_for_streams` that is a real time, not in the future."""
+    position = config.get("start_position") or IF_UNREAD
+    if position not in START_POSITIONS:
         raise config_error(
-            f"`start_position` is {position!r}: choose stream_created (the default), date (with "
-            "start_date_for_streams) or current."
+            f"`start_position` is {position!r}: choose from_creation_if_unread (the default), current, "
+            "take_over_from_creation or take_over_from_date (with start_date_for_streams)."
         )
     date = config.get("start_date_for_streams")
-    if position != "date" and date in (None, ""):
+    if position != TAKE_OVER_FROM_DATE and date in (None, ""):
         return
-    if position == "date" and date in (None, ""):
+    if position == TAKE_OVER_FROM_DATE and date in (None, ""):
         raise config_error(
-            "`start_date_for_streams` is missing: `start_position` date resets each stream without state to this "
-            "time, e.g. 2024-01-01T00:00:00Z. Set it, or choose start_position stream_created or current."
+            "`start_date_for_streams` is missing: `start_position` take_over_from_date resets each stream without "
+            "state to this time, e.g. 2024-01-01T00:00:00Z. Set it, or choose another start_position."
         )
     if not isinstance(date, str) or not re.match(r"^\d{4}-\d{2}-\d{2}T", date) or instant(date) is None:
         raise config_error(
             f"`start_date_for_streams` {date!r} is not a time: give an RFC 3339 date-time such as 2024-01-01T00:00:00Z."
+        )
+    if position == TAKE_OVER_FROM_DATE and instant(date) > datetime.now(timezone.utc) + SKEW:
+        raise config_error(
+            f"`start_date_for_streams` {date!r} is in the future: a reset there would skip every comment the stream "
+            "holds until then. Give a past time, e.g. 2024-01-01T00:00:00Z."
         )
 
 

@@ -8,7 +8,7 @@ the API will not serve that comment again. So, per configured stream:
 
 The work is split so each part can be read and tested alone:
 
-- stream_position.py: where a stream starts (the state's position, or the start position);
+- position_plan.py: where a stream starts (the decision), stream_position.py: its calls;
 - stream_reading.py: one stream's generator (GET, hand over, advance; the stuck detector, the model version);
 - scheduling.py: runs the generators inline or on worker threads, in rounds that share `max_records_per_sync`;
 - this module: `ResultsReader`, which wires them and is the only one that yields messages.
@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, Iterator, List, Optional
 
 from airbyte_cdk.models import AirbyteMessage, AirbyteStreamStatus, FailureType, Level
@@ -77,10 +77,8 @@ class ResultsReader:
         *,
         parallel_streams: int = 4,
         max_records: Optional[int] = None,
-        rewind_on_resume: bool = True,
-        skip_uncommitted_on_refused_resume: bool = False,
-        start_position: str = "stream_created",
-        start_date: Optional[str] = None,
+        positioning: Optional[Positioning] = None,
+        start_position: Optional[str] = None,
         flush: Optional[Callable[[], None]] = None,
         logger: Optional[logging.Logger] = None,
     ):
@@ -95,7 +93,9 @@ class ResultsReader:
         self._tables = [table for table in (RESULTS, *FLAT_TABLES) if table in state.tables]
         self._flat = tuple(table for table in self._tables if table in FLAT_TABLES)
         self._stop = threading.Event()
-        positioning = Positioning(rewind_on_resume, skip_uncommitted_on_refused_resume, start_position, start_date)
+        positioning = positioning or Positioning()
+        if start_position is not None:  # a shorthand for tests
+            positioning = replace(positioning, start_position=start_position)
         self._reading = StreamReading(api_factory, positioning, self._flat, self._stop)
 
     # ------------------------------------------------------------------ main thread
@@ -117,7 +117,7 @@ class ResultsReader:
             yield from self._states()
             yield from self._statuses(AirbyteStreamStatus.COMPLETE)
             return
-        cursors = {cm.key: self._state.cursor(cm) for cm in self._streams}
+        cursors = {cm.key: self._state.cursors(cm) for cm in self._streams}
         for cm in self._streams:  # only the sync's last STATE may say where a stream it reads was left
             self._state.confirm(cm, False)
         progress = {cm.key: _Progress() for cm in self._streams}
@@ -145,7 +145,7 @@ class ResultsReader:
                     for table in self._flat:
                         for data in event.rows[table]:
                             yield messages.record(data, emitted_at, table)
-                    self._state.update(event.cm, event.continuation, event.watermark)
+                    self._state.update(event.cm, event.continuation, event.watermark, self._reading.bases.get(event.cm.key))
                     yield from self._states()
                     # Resumed: the entrypoint has printed the last STATE. Push it to the fd; only then may the stream advance.
                     self._flush()

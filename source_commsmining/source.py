@@ -30,6 +30,8 @@ from source_commsmining.config import as_migrated, validate_config
 from source_commsmining.errors import config_error
 from source_commsmining.flat_tables import TABLES as RESULTS_TABLES
 from source_commsmining.history import HISTORY, SharedPages
+from source_commsmining.position_plan import IF_UNREAD
+from source_commsmining.stream_position import Positioning
 from source_commsmining.records import first_few
 from source_commsmining.results_reader import ResultsReader
 from source_commsmining.state import ResultsState, json_path
@@ -41,8 +43,8 @@ MAX_STATE_DEPTH = 64
 _TOO_DEEP = object()
 CLEAR_STATE_HINT = (
     "Clear the state of the connection's streams (in Airbyte: the connection's Settings > Clear data, or clear "
-    "`stream_results` alone) and sync again: stream_results then starts from each Communications Mining stream's "
-    "current position."
+    "`stream_results` alone) and sync again: stream_results then starts each Communications Mining stream as "
+    "start_position says."
 )
 
 
@@ -134,6 +136,14 @@ class SourceCommsmining(YamlDeclarativeSource):
     def _api(self, config: Mapping[str, Any]) -> CmApi:
         return CmApi.from_manifest(self._constructor, self.resolved_manifest["definitions"], config)
 
+    def _positioning(self) -> Positioning:
+        return Positioning(
+            rewind=bool(self._config.get("rewind_on_resume", True)),
+            skip_uncommitted=bool(self._config.get("skip_uncommitted_on_refused_resume", False)),
+            start_position=self._config.get("start_position") or IF_UNREAD,
+            start_date=self._config.get("start_date_for_streams"),
+        )
+
     def streams(self, config: Mapping[str, Any]) -> List[AbstractStream]:  # type: ignore[override]
         source = self._for(config)
         if source is not self:
@@ -150,7 +160,7 @@ class SourceCommsmining(YamlDeclarativeSource):
             return source.check(logger, source._config)
         cm_streams = self._validate()
         check_config = {**self._config, "max_retries": min(int(self._config.get("max_retries", 8)), CHECK_MAX_RETRIES)}
-        return check_connection(self._api(check_config), self._config["api_endpoint"], cm_streams, logger)
+        return check_connection(self._api(check_config), self._config["api_endpoint"], cm_streams, logger, self._positioning())
 
     def discover(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteCatalog:
         source = self._for(config)
@@ -226,10 +236,7 @@ class SourceCommsmining(YamlDeclarativeSource):
                 state=results_state,
                 parallel_streams=int(self._config.get("parallel_streams", 4)),
                 max_records=self._config.get("max_records_per_sync"),
-                rewind_on_resume=bool(self._config.get("rewind_on_resume", True)),
-                skip_uncommitted_on_refused_resume=bool(self._config.get("skip_uncommitted_on_refused_resume", False)),
-                start_position=self._config.get("start_position") or "stream_created",
-                start_date=self._config.get("start_date_for_streams"),
+                positioning=self._positioning(),
                 logger=logger,
             )
             yield from reader.read()

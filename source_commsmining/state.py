@@ -13,23 +13,22 @@ newest comment delivered, the watermark a reset goes back to; `batches` how many
 CM stream were emitted in all (across syncs, counted on from the cursor a sync resumed from).
 `position_confirmed: true`, only in a sync's last STATE, says that sync ended with the CM stream
 advanced exactly to this continuation and no further, so the next sync need not reset it
-(stream_position.Positioning.resume).
+(position_plan.decide).
 
 Why `batches`: each batch's STATE is emitted once per selected table, and a destination may commit
-one table's state and not another's. A CM stream is read once for all tables, so a sync resumes
-each CM stream from the OLDEST cursor among the selected tables (`ResultsState.cursor`); the
-tables that were ahead get some rows again, which dedup on their primary key removes. Tokens are
-opaque, so `batches` orders the cursors: the fewest batches is the oldest. A cursor written before
-`batches` existed counts as the oldest (its age is unknown; only `stream_results` can have one, as
-the flat tables are newer). A selected table with no cursor for a CM stream makes that stream
-"no state": the reader then starts it as a first sync would.
+one table's state and not another's. A CM stream is read once for all tables, so where a sync
+resumes it is decided from every selected table's cursor together (position_plan.decide: never
+past the oldest committed one); the tables that were ahead get some rows again, which dedup on
+their primary key removes. Tokens are opaque, so `batches` orders the cursors: the fewest batches
+is the oldest. A cursor written before `batches` existed counts as the oldest (its age is unknown;
+only `stream_results` can have one, as the flat tables are newer). A selected table with no cursor
+(newly selected) does not move the stream: it gets rows from where the others resume.
 
 `batches` orders positions only along one line of reading: a sync that resumes from a cursor counts
-on from it, but a stream started as on a first sync (no state) goes back to its start, and a count
-begun there says nothing about where the cursors left behind were. So each such start draws a new
-`epoch`, which the cursors counted from it carry; cursors of different epochs (one table committed
-after such a start, another only before it) cannot be ordered, and the stream is again "no state"
-(read from its start: nothing is lost, what comes again is removed by dedup).
+on from it, but a stream started anew (no cursor, or cursors that cannot be ordered) begins a new
+count, which says nothing about where the cursors left behind were. So each such start draws a new
+`epoch`, which the cursors counted from it carry; cursors of different epochs are not ordered by
+`batches` (position_plan resets the stream to the oldest of their watermarks).
 
 A CM stream no longer configured is dropped from the state with one warning: a stream added again
 later has no state, so it is started as a first sync starts it, which loses nothing.
@@ -50,6 +49,7 @@ import jsonschema
 from source_commsmining.api import CmStream
 from source_commsmining.errors import config_error
 from source_commsmining.flat_tables import RESULTS
+from source_commsmining.position_plan import age
 from source_commsmining.records import first_few
 from source_commsmining.timestamps import instant
 
@@ -91,9 +91,9 @@ STATE_SCHEMA = {
 _CLEAR_STATE = (
     "Clear the stream_results state in Airbyte (the connection's Settings > Clear data, for stream_results and, if "
     "selected, stream_result_labels and stream_result_fields) and "
-    "sync again: each Communications Mining stream is then read from its current position. Comments that earlier "
-    "syncs consumed but the destination did not commit are read again only if you reset the stream in "
-    "Communications Mining to before them."
+    "sync again: each Communications Mining stream is then started as start_position says (a stream read since "
+    "its creation is refused unless start_position names a choice). Comments that earlier syncs consumed but the "
+    "destination did not commit are read again only with a take_over choice or a reset by hand to before them."
 )
 
 
@@ -148,6 +148,7 @@ class ResultsState:
             {name: dict(table) for name, table in tables.items()} if tables is not None else {RESULTS: cursors or {}}
         )
         self._partitions: Dict[str, Dict[str, str]] = partitions or {}
+        self._written: Dict[str, Dict[str, Any]] = {}  # CM stream key -> the cursor of this sync's last batch
         # Said once at the start of the sync (the reader logs them): what in the given state was set aside.
         self.warnings: List[str] = warnings or []
 
@@ -182,15 +183,6 @@ class ResultsState:
                     dropped.setdefault(key, []).append(table)
                     del cursors[key]
             tables[table] = cursors
-        for key in sorted({key for cursors in tables.values() for key in cursors}):
-            epochs = {cursors[key].get("epoch") for cursors in tables.values() if key in cursors}
-            if len(epochs) > 1 and all(key in cursors for cursors in tables.values()):
-                warnings.append(
-                    f"{key}: the states of the results tables come from different starts of the stream (one table's "
-                    "state was committed after the stream was read from its start, another's only before), so where "
-                    "each stopped cannot be ordered: the stream is read from its start as on a first sync, and the "
-                    "rows that come again are removed by dedup on each table's primary key."
-                )
         if dropped:
             warnings.append(
                 f"The state holds {len(dropped)} Communications Mining stream(s) that are no longer configured, dropped "
@@ -201,36 +193,22 @@ class ResultsState:
                 partitions.pop(key, None)
         return cls(partitions=partitions, warnings=warnings, tables=tables)
 
-    def cursor(self, cm: CmStream) -> Optional[Dict[str, Any]]:
-        """Where to resume `cm`: the oldest of the selected tables' cursors; None if any table has none.
+    def cursors(self, cm: CmStream) -> Dict[str, Optional[Dict[str, Any]]]:
+        """Each selected table's committed cursor for `cm` (None: none), as position_plan.decide takes them."""
+        return {table: copy.copy(cursors[cm.key]) if cm.key in cursors else None for table, cursors in self._tables.items()}
 
-        `position_confirmed` is kept only when every table's cursor carries it with the same
-        continuation: it says the stream was left exactly there, which is true of all or of none.
-        """
-        cursors = [table.get(cm.key) for table in self._tables.values()]
-        if not cursors or any(not cursor for cursor in cursors):
-            return None
-        if len({cursor.get("epoch") for cursor in cursors}) > 1:
-            return None  # positions along different lines of reading: see the module docstring
-        oldest = min(cursors, key=_age)
-        combined = dict(oldest)
-        confirmed = all(
-            c.get(POSITION_CONFIRMED) is True and c.get("continuation") == oldest.get("continuation") for c in cursors
-        )
-        if not confirmed:
-            combined.pop(POSITION_CONFIRMED, None)
-        return combined
-
-    def update(self, cm: CmStream, continuation: str, created_at: Optional[str]) -> None:
+    def update(self, cm: CmStream, continuation: str, created_at: Optional[str], base: Optional[Mapping[str, Any]] = None) -> None:
         """A batch of `cm` at `continuation` was emitted to every selected table: one new cursor for all.
 
-        Counted on from the cursor the stream resumed from (the oldest), so every table's cursor is the same again.
+        Counted on from `base` (the cursor the sync resumed `cm` from: position_plan's Outcome.base) for the
+        sync's first batch of `cm`, from the previous batch's after that; None starts a new epoch.
         """
-        previous = self.cursor(cm) or {}
+        previous = self._written.get(cm.key, base) or {}
         watermark = max_timestamp(previous.get("created_at"), created_at)
-        batches = _age(previous) + 1 if previous else 1
+        batches = age(previous) + 1 if previous else 1
         epoch = previous.get("epoch") if previous.get("epoch").__class__ is str else secrets.token_hex(8)
         cursor = {"continuation": continuation, "created_at": watermark, "batches": max(batches, 1), "epoch": epoch}
+        self._written[cm.key] = cursor
         for table in self._tables.values():
             table[cm.key] = dict(cursor)
         self._partitions[cm.key] = cm.as_partition()
@@ -253,12 +231,6 @@ class ResultsState:
                 for key, cursor in self._tables[table].items()
             ]
         }
-
-
-def _age(cursor: Mapping[str, Any]) -> int:
-    """A cursor's `batches` (how far it is); -1 for a cursor written before `batches` existed (the oldest)."""
-    batches = cursor.get("batches")
-    return batches if batches.__class__ is int and batches >= 0 else -1
 
 
 def _parse_table(

@@ -8,7 +8,7 @@ builds the batch's records and flat-table rows in the thread that read it.
 """
 
 import threading
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from airbyte_cdk.models import FailureType, Level
 
@@ -50,6 +50,7 @@ class StreamReading:
     `positioned[cm.key]` is True while the server's position is known to be exactly the last
     continuation this sync advanced the stream to (or the state's): written by the stream's
     generator, read by the output once every stream is done, to confirm the position in the last STATE.
+    `bases[cm.key]`: the cursor the stream resumed from (None: started anew), read by the output at its first batch.
     """
 
     def __init__(
@@ -64,9 +65,12 @@ class StreamReading:
         self._flat = flat_tables
         self._stop = stop  # set when the sync stops: a stream waiting to read again gives up
         self.positioned: Dict[str, bool] = {}
+        # The cursor each stream's batches count on from (position_plan.Outcome.base), written before its first batch.
+        self.bases: Dict[str, Optional[Dict[str, Any]]] = {}
 
-    def events(self, cm: CmStream, cursor: Optional[Dict[str, Any]], share: Share) -> Iterator[Event]:
-        """GET -> yield the batch -> (once it is delivered) advance -> repeat.
+    def events(self, cm: CmStream, cursors: Mapping[str, Optional[Dict[str, Any]]], share: Share) -> Iterator[Event]:
+        """Put the stream in place (stream_position.py, from the selected tables' `cursors`), then
+        GET -> yield the batch -> (once it is delivered) advance -> repeat.
 
         The end: `more_results: false` after a batch, or an empty batch that skips nothing
         (num_filtered 0) or leaves the continuation where it was. A missing `more_results` is
@@ -82,11 +86,10 @@ class StreamReading:
         api = self._api_factory()
         model_version: Any = _UNREAD
         self.positioned[cm.key] = False
-        if cursor:
-            self.positioned[cm.key] = yield from self._positioning.resume(api, cm, cursor)
-        else:
-            self.positioned[cm.key] = yield from self._positioning.start(api, cm)
-        last_continuation = cursor["continuation"] if cursor else None
+        outcome = yield from self._positioning.place(api, cm, cursors)
+        self.positioned[cm.key] = outcome.confirmed
+        self.bases[cm.key] = outcome.base
+        last_continuation = outcome.base["continuation"] if outcome.base else None
         unmoved = 0  # consecutive /results answers that left the continuation where it was
         while not self._stop.is_set():
             while share.left is not None and share.left <= 0:

@@ -3,6 +3,7 @@
 import json
 import logging
 from collections import Counter
+from datetime import datetime, timezone
 
 import pytest
 import requests_mock
@@ -11,8 +12,10 @@ from airbyte_cdk.test.state_builder import StateBuilder
 
 import source_commsmining.messages as messages_module
 from source_commsmining import SourceCommsmining
-from source_commsmining.api import CmStream
+from source_commsmining.api import CmStream, Uploaded
 from source_commsmining.flat_tables import FIELDS, LABELS, RESULTS, flat_rows
+from source_commsmining.position_plan import Advance, GetDefinition, Head, Peek, Reset, Settings, Uploads, decide
+from source_commsmining.reading_events import Log
 from source_commsmining.state import ResultsState
 from unit_tests.conftest import batch, catalog, comment, config, definition, run_read, stream_url
 
@@ -183,34 +186,63 @@ def _cursor(continuation, batches=None, watermark="2024-02-01T00:00:07.000000Z",
     return {"states": [{"partition": TRIAGE.as_partition(), "cursor": cursor}]}
 
 
+NOW = datetime(2024, 6, 1, tzinfo=timezone.utc)
+
+
+def _plan(state, **settings):
+    """The calls position_plan.decide makes for TRIAGE (a server that accepts everything, nothing pending), and its outcome."""
+    plan = decide(TRIAGE.key, state.cursors(TRIAGE), Settings(**settings), NOW)
+    calls, answer = [], None
+    try:
+        while True:
+            step, answer = plan.send(answer), None
+            if isinstance(step, Log):
+                continue
+            calls.append(step)
+            if isinstance(step, Peek):
+                answer = Head()
+            elif isinstance(step, GetDefinition):
+                answer = {"created_at": "2024-01-01T00:00:00Z"}
+            elif isinstance(step, Uploads):
+                answer = Uploaded()
+    except StopIteration as done:
+        return calls, done.value
+
+
 def test_the_resume_cursor_is_the_oldest_among_the_selected_tables():
     state = ResultsState.parse_tables({RESULTS: _cursor("b9", 9, "2024-02-01T00:00:09Z"), LABELS: _cursor("b7", 7), FIELDS: _cursor("b8", 8)})
-    assert state.cursor(TRIAGE)["continuation"] == "b7"
+    calls, outcome = _plan(state)
+    assert calls[0] == Advance("b7", "the advance to the state's continuation")
     # A cursor written before `batches` existed is the oldest.
-    assert ResultsState.parse_tables({RESULTS: _cursor("old"), LABELS: _cursor("b7", 7)}).cursor(TRIAGE)["continuation"] == "old"
-    # A selected table without a cursor for the stream: no state for it.
-    assert ResultsState.parse_tables({RESULTS: _cursor("b9", 9), LABELS: None}).cursor(TRIAGE) is None
+    assert _plan(ResultsState.parse_tables({RESULTS: _cursor("old"), LABELS: _cursor("b7", 7)}))[0][0].continuation == "old"
+    # A selected table without a cursor for the stream does not move it: the others' oldest is resumed from.
+    calls, _ = _plan(ResultsState.parse_tables({RESULTS: _cursor("b9", 9), LABELS: None}), start_position="current")
+    assert calls[0] == Advance("b9", "the advance to the state's continuation")
     # Counted on from the oldest: every table's cursor is the same again.
-    state.update(TRIAGE, "b10", "2024-02-01T00:00:10Z")
+    state.update(TRIAGE, "b10", "2024-02-01T00:00:10Z", outcome.base)
     assert {json.dumps(state.as_dict(t)) for t in ALL} == {json.dumps(state.as_dict(RESULTS))}
     assert state.as_dict(LABELS)["states"][0]["cursor"]["batches"] == 8
 
 
-def test_cursors_counted_from_different_starts_of_the_stream_cannot_be_ordered():
-    """labels committed a batch counted from a restart (no state), stream_results only a cursor from before it."""
-    state = ResultsState.parse_tables({RESULTS: _cursor("b9", 9, epoch="aaaa"), LABELS: _cursor("s1", 1, epoch="bbbb")}, [TRIAGE])
-    assert state.cursor(TRIAGE) is None
-    [warning] = state.warnings
-    assert "acme/collections/triage" in warning and "different starts" in warning
+def test_cursors_counted_from_different_starts_of_the_stream_are_rejoined_at_the_oldest_watermark():
+    """labels committed a batch counted from a restart, stream_results only a cursor from before it."""
+    state = ResultsState.parse_tables(
+        {RESULTS: _cursor("b9", 9, "2024-02-01T00:00:09Z", epoch="aaaa"), LABELS: _cursor("s1", 1, epoch="bbbb")}, [TRIAGE]
+    )
+    calls, outcome = _plan(state, start_position="current")
+    assert calls == [Peek(), Reset("2024-02-01T00:00:07.000000Z", "the reset to the oldest committed watermark")]
+    assert outcome.base is None  # a new line of reading: a new epoch
     # A legacy cursor (no epoch) against one with an epoch: the same.
-    assert ResultsState.parse_tables({RESULTS: _cursor("old"), LABELS: _cursor("s1", 1, epoch="bbbb")}).cursor(TRIAGE) is None
-    # The same epoch: ordered by batches; a resumed stream keeps its epoch, a stream started with no state draws one.
+    calls, _ = _plan(ResultsState.parse_tables({RESULTS: _cursor("old"), LABELS: _cursor("s1", 1, epoch="bbbb")}))
+    assert [type(c) for c in calls] == [Peek, Reset]
+    # The same epoch: ordered by batches; a resumed stream keeps its epoch, a stream started anew draws one.
     same = ResultsState.parse_tables({RESULTS: _cursor("b9", 9, epoch="aaaa"), LABELS: _cursor("b7", 7, epoch="aaaa")})
-    assert same.cursor(TRIAGE)["continuation"] == "b7"
-    same.update(TRIAGE, "b8", None)
+    calls, outcome = _plan(same)
+    assert calls[0].continuation == "b7"
+    same.update(TRIAGE, "b8", None, outcome.base)
     assert same.as_dict(LABELS)["states"][0]["cursor"]["epoch"] == "aaaa"
     fresh = ResultsState.parse_tables({RESULTS: None, LABELS: None})
-    fresh.update(TRIAGE, "c1", None)
+    fresh.update(TRIAGE, "c1", None, None)
     epoch = fresh.as_dict(RESULTS)["states"][0]["cursor"]["epoch"]
     assert epoch != "aaaa" and fresh.as_dict(LABELS)["states"][0]["cursor"]["epoch"] == epoch
 
@@ -218,13 +250,13 @@ def test_cursors_counted_from_different_starts_of_the_stream_cannot_be_ordered()
 def test_position_confirmed_holds_only_when_every_table_confirms_the_same_continuation():
     confirmed = {"position_confirmed": True}
     both = ResultsState.parse_tables({RESULTS: _cursor("b7", 7, **confirmed), LABELS: _cursor("b7", 7, **confirmed)})
-    assert both.cursor(TRIAGE)["position_confirmed"] is True
+    assert _plan(both)[1].confirmed is True and len(_plan(both)[0]) == 1  # one advance, no reset
     one = ResultsState.parse_tables({RESULTS: _cursor("b7", 7, **confirmed), LABELS: _cursor("b7", 7)})
-    assert "position_confirmed" not in one.cursor(TRIAGE)
+    assert "position_confirmed" not in _plan(one)[1].base
     apart = ResultsState.parse_tables({RESULTS: _cursor("b9", 9, **confirmed), LABELS: _cursor("b7", 7, **confirmed)})
-    assert "position_confirmed" not in apart.cursor(TRIAGE)
-    both.update(TRIAGE, "b8", None)
-    assert "position_confirmed" not in both.cursor(TRIAGE)
+    assert "position_confirmed" not in _plan(apart)[1].base
+    both.update(TRIAGE, "b8", None, _plan(both)[1].base)
+    assert all("position_confirmed" not in c for c in both.cursors(TRIAGE).values())
     both.confirm(TRIAGE)
     assert all(both.as_dict(t)["states"][0]["cursor"]["position_confirmed"] for t in (RESULTS, LABELS))
 

@@ -88,7 +88,7 @@ def test_reset_keeps_the_shared_filters_and_a_404_names_what_to_check(no_sleep):
     definitions = _source()[0].resolved_manifest["definitions"]
     shared, reset = definitions["error_handler"], definitions["reset_requester"]["error_handler"]
     first, *rest = reset["response_filters"]
-    assert (first["http_codes"], first["action"]) == ([403], "IGNORE")
+    assert (first["http_codes"], first["action"]) == ([400, 403], "IGNORE")  # handed back: the message quotes the reason
     assert _plain(rest) == [f for f in _plain(shared["response_filters"]) if f["http_codes"] != [403]]
     source, cfg = _source()
     with requests_mock.Mocker() as m:

@@ -8,7 +8,8 @@ from typing import Dict, List, Optional
 import pytest
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_commsmining.api import CmStream
+from source_commsmining.api import CmStream, Refusal
+from source_commsmining.flat_tables import RESULTS
 from source_commsmining.reading_events import Batch, Done, Log, Paused, Share
 from source_commsmining.scheduling import Scheduler
 from source_commsmining.stream_position import Positioning
@@ -138,9 +139,9 @@ class FakeApi:
     def advance(self, cm: CmStream, continuation: str) -> None:
         self.calls.append(("advance", continuation))
 
-    def reset(self, cm: CmStream, to: str) -> Optional[str]:
+    def reset(self, cm: CmStream, to: str) -> Optional[Refusal]:
         self.calls.append(("reset", to))
-        return self.refuse_reset
+        return Refusal(403, self.refuse_reset) if self.refuse_reset else None
 
     def get_stream(self, cm: CmStream):
         self.calls.append(("get_stream",))
@@ -162,10 +163,14 @@ def _run(generator):
             return logs, end.value
 
 
+def _resume(api, cursor):
+    logs, outcome = _run(Positioning().place(api, A, {RESULTS: cursor}))
+    return logs, outcome.confirmed
+
+
 def test_a_confirmed_state_position_is_only_advanced_to_never_reset():
     api = FakeApi()
-    logs, positioned = _run(Positioning().resume(api, A, {"continuation": "c7", "created_at": "2024-02-01T00:00:07Z",
-                                                          "position_confirmed": True}))
+    logs, positioned = _resume(api, {"continuation": "c7", "created_at": "2024-02-01T00:00:07Z", "position_confirmed": True})
     assert positioned is True and api.calls == [("advance", "c7")]
     assert "confirmed" in logs[0].message
 
@@ -173,7 +178,7 @@ def test_a_confirmed_state_position_is_only_advanced_to_never_reset():
 def test_a_mid_sync_state_is_not_reset_past_a_pending_comment_older_than_its_watermark():
     """The peek shows the stream's next comment created before the watermark: a reset would skip it."""
     api = FakeApi([_body([3], "c4", True)])
-    logs, positioned = _run(Positioning().resume(api, A, {"continuation": "c7", "created_at": "2024-02-01T00:00:07Z"}))
+    logs, positioned = _resume(api, {"continuation": "c7", "created_at": "2024-02-01T00:00:07Z"})
     assert positioned is False
     assert api.calls == [("advance", "c7"), ("results", 1)]  # no reset
     assert logs[-1].level.name == "WARN" and "would move the stream forward" in logs[-1].message
@@ -181,24 +186,24 @@ def test_a_mid_sync_state_is_not_reset_past_a_pending_comment_older_than_its_wat
 
 def test_a_mid_sync_state_is_reset_to_its_watermark_and_advanced_again():
     api = FakeApi([_body([9], "c10", True)])
-    logs, positioned = _run(Positioning().resume(api, A, {"continuation": "c7", "created_at": "2024-02-01T00:00:07Z"}))
+    logs, positioned = _resume(api, {"continuation": "c7", "created_at": "2024-02-01T00:00:07Z"})
     assert positioned is True
     assert api.calls == [("advance", "c7"), ("results", 1), ("reset", "2024-02-01T00:00:07Z"), ("advance", "c7")]
 
 
 def test_start_position_current_touches_nothing_and_says_what_a_failed_sync_loses():
     api = FakeApi()
-    logs, positioned = _run(Positioning(start_position="current").start(api, A))
-    assert positioned is False and api.calls == []
+    logs, outcome = _run(Positioning(start_position="current").place(api, A, {}))
+    assert outcome.confirmed is False and api.calls == []
     assert "are not read again" in logs[0].message
 
 
 def test_a_refused_reset_to_the_start_position_is_a_config_error_naming_the_permissions():
-    api = FakeApi(refuse_reset="forbidden")
+    api = FakeApi([_body([3], "c4", True)], refuse_reset="forbidden")
     with pytest.raises(AirbyteTracedException) as raised:
-        _run(Positioning().start(api, A))
+        _run(Positioning(start_position="take_over_from_creation").place(api, A, {}))
     assert raised.value.failure_type.value == "config_error" and "'Consume streams'" in raised.value.message
-    assert api.calls == [("get_stream",), ("reset", "2024-01-01T00:00:00Z")]
+    assert api.calls == [("get_stream",), ("results", 1), ("reset", "2024-01-01T00:00:00Z")]
 
 
 def _reading(api: FakeApi) -> StreamReading:

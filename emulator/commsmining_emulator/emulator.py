@@ -122,6 +122,17 @@ class Emulator:
         st = self._stream(project, dataset, stream)
         return self.world.reset(st, _parse_time_ms(to_comment_created_at))
 
+    def consume(self, project, dataset, stream, n) -> list:
+        """Another consumer of the stream (a robot, another integration) reads and advances past up to `n`
+        comments; returns their uids. A stream has one position: every reader's next comment moves with it."""
+        return self.world.consume(self._stream(project, dataset, stream), int(n))
+
+    def next_uid(self, project, dataset, stream):
+        """The uid of the comment the stream serves next to any reader (None: nothing pending); consumes nothing."""
+        st = self._stream(project, dataset, stream)
+        _, idxs, _, _, _ = self.world._scan(st, 1, 1024)
+        return self.world.uid_of(st.dataset, idxs[0]) if idxs else None
+
     def comments_in_several_streams(self) -> int:
         """How many distinct uids are in the queues of more than one stream (all datasets)."""
         seen = Counter()
@@ -243,6 +254,9 @@ class Emulator:
                     return 200, {"status": "ok", "uids": self.consumed_uids(p, d, s)}
                 if segs[4] == "served_uids":
                     return 200, {"status": "ok", "uids": self.served_uids(p, d, s)}
+            if len(segs) == 5 and segs[4] == "consume" and method == "POST":
+                p, d, s = segs[1:4]
+                return 200, {"status": "ok", "uids": self.consume(p, d, s, int(body.get("n", 1)))}
         if segs == ["upload"] and method == "POST":
             uids = self.upload(body["project"], body["source"], int(body.get("n", 1)), body.get("timestamp"),
                                body.get("days_back"))

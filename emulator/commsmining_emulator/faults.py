@@ -13,7 +13,7 @@ import random
 import threading
 from dataclasses import asdict, dataclass, field
 
-ROUTES = ("results", "advance", "reset", "fetch", "sources", "datasets", "streams", "comments", "token", "*")
+ROUTES = ("results", "advance", "reset", "fetch", "sources", "datasets", "export_dataset", "streams", "comments", "token", "*")
 KINDS = ("status", "html", "delay", "hang", "drop", "drop_after", "stall", "omit_more_results")
 # Kinds that shape a /results answer instead of failing it (a stuck queue; a server that leaves out a key).
 RESULTS_KINDS = ("stall", "omit_more_results")

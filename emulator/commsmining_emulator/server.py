@@ -19,7 +19,7 @@ Permissions per route (403 names the first missing one):
   POST /api/v1/sources/<p>/<s>/statistics                                  View sources
   POST /api/v1/audit_events/query                                          Read audit logs (IXP Audit Log Viewer)
   POST /identity_/connect/token (UiPath Identity, identity.py)             client id, secret and granted scopes
-  POST /api/v1/datasets/<p>/<d>/export                                     View sources, View labels
+  POST /api/v1/datasets/<p>/<d>/export                                     Export datasets, View labels, View sources
   /_emulator/...                                                           none (test controls)
 """
 
@@ -482,7 +482,7 @@ def h_audit_events(w, tok, q, b):
 
 def h_dataset_export(w, tok, q, b, project, ds):
     # The export holds comments and their labels ("Dataset - Export" in IXP's role tables).
-    w.check(tok, project, ["View sources", "View labels"])
+    w.check(tok, project, ["Export datasets", "View labels", "View sources"])
     w.require_project(project)
     return 200, dataset_export.export(w, w.dataset(project, ds), b)
 

@@ -29,7 +29,8 @@ from datetime import datetime, timezone
 
 from . import generator as g
 
-ALL_PERMISSIONS = ["View sources", "View labels", "View streams", "Consume streams", "Read audit logs"]  # every permission a served route checks
+# every permission a served route checks ("Export datasets": the dataset export; IXP calls it "Dataset - Export")
+ALL_PERMISSIONS = ["View sources", "View labels", "View streams", "Consume streams", "Read audit logs", "Export datasets"]
 DEFAULT_TOKEN = "emulator-token"
 DEFAULT_MODEL_VERSION = 3
 SAME_CREATED_EVERY = 50  # every 50th generated comment shares created_at with its predecessor
@@ -791,6 +792,23 @@ class World:
                  "resets": st.resets, "log": list(st.log)}
         d["consumed"] = self.consumed_count(st)
         return d
+
+    def consume(self, st: Stream, n: int) -> list:
+        """Another reader of `st` (a robot, another integration): /results and advance past up to `n` comments,
+        as any consumer would; returns the uids it took. The stream's one position moves for every reader."""
+        taken = []
+        while len(taken) < n:
+            start, idxs, filtered, end, total = self._scan(st, 1, 1024)
+            if not idxs:
+                if end <= start:
+                    break
+                self.advance(st, end)  # past comments its filter skips
+                continue
+            with self.lock:
+                st.mark_served(idxs[0])
+            taken.append(self.uid_of(st.dataset, idxs[0]))
+            self.advance(st, idxs[0] + 1)
+        return taken
 
     # ------------------------------------------------------------------ comment export
     def export(self, src: Source, from_ts, to_ts, after, limit) -> dict:
