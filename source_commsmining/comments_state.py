@@ -26,6 +26,7 @@ from airbyte_cdk.sources.declarative.migrations.state_migration import StateMigr
 from airbyte_cdk.sources.types import Config, Record
 
 from source_commsmining.errors import config_error
+from source_commsmining.state import json_path
 
 CURSOR = "timestamp"
 MAX_SKEW = timedelta(days=1)
@@ -79,6 +80,15 @@ class CommentsStateCheck(StateMigration):
                 cursor = entry.get("cursor") if isinstance(entry, dict) else None
                 if not isinstance(cursor, dict):
                     raise _bad(f"`states[{index}]` is {_shown(entry)}, not {{\"partition\": ..., \"cursor\": {{\"{CURSOR}\": ...}}}}")
+                partition = entry.get("partition")
+                if not isinstance(partition, dict):
+                    # The CDK would key it as it is, match no source, and read that source as if it had no state.
+                    where = json_path(["states", index, "partition"], "stream_state")
+                    raise _bad(
+                        f"it is of the wrong shape at {where} (in its state message): {_json_type(partition)} "
+                        f"({_shown(partition)}) where an object naming the source is expected "
+                        f"({{\"parent_slice\": {{}}, \"source_id\": ...}})"
+                    )
                 if CURSOR in cursor and self._future(cursor[CURSOR], f"`states[{index}]` ({_shown(entry.get('partition'))})", now):
                     continue  # that source starts over from start_date
                 kept.append(entry)
@@ -97,6 +107,11 @@ class CommentsStateCheck(StateMigration):
             )
             return True
         return False
+
+
+def _json_type(value: Any) -> str:
+    return {list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number", type(None): "null"}.get(
+        type(value), type(value).__name__)
 
 
 def _shown(value: Any) -> str:
