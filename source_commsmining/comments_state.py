@@ -7,7 +7,9 @@ every later sync export nothing. Here:
 - a cursor that is not a time, or a state of the wrong shape, is a config_error saying what was
   received and how to clear it (as stream_results' state.py does);
 - a cursor more than MAX_SKEW past now is ignored with a warning: that source is exported again
-  from `start_date` (dedup on uid absorbs what was already delivered), so nothing is skipped.
+  from `start_date` (dedup on uid absorbs what was already delivered), so nothing is skipped;
+- the global cursor the CDK keeps beside the per-source ones is dropped: the CDK would start a source
+  new since the last sync there, after the other sources' latest comment, skipping its history.
 
 And so that no sync writes such a cursor in the first place, `bound_cursor` bounds what the CDK's
 cursor observes (`CursorBound`): a comment dated past its export's `to_timestamp` (or now +
@@ -93,6 +95,11 @@ class CommentsStateCheck(StateMigration):
                     continue  # that source starts over from start_date
                 kept.append(entry)
             state["states"] = kept
+            if not state.get("use_global_cursor"):
+                # The CDK starts a source without an entry (one new since the last sync) at this global cursor, the
+                # latest comment of every other source: it would skip the new source's history. Without it, such a
+                # source starts at `start_date`, as a first sync does. (Kept when the CDK went over to a global cursor.)
+                state.pop("state", None)
         return state
 
     @staticmethod
