@@ -331,3 +331,20 @@ def test_label_defs_cover_every_label_group_and_a_name_repeats_only_across_group
     keys = [(r["project"], r["dataset"], r["label_group"], r["name"]) for r in data(output, "label_defs")]
     assert sorted(keys) == [("acme", "collections", "default", "Billing"), ("acme", "collections", "default", "Complaint"),
                             ("acme", "collections", "tone", "Complaint"), ("acme", "collections", "tone", "Praise")]
+
+
+def test_comments_window_is_an_advanced_setting_of_30_days_and_cuts_each_source_into_windows_meeting_at_1_ms():
+    from source_commsmining.source import SourceCommsmining
+
+    spec = SourceCommsmining().spec(None).connectionSpecification
+    window = spec["properties"]["comments_window_days"]
+    assert window["default"] == 30 and window["group"] == "advanced"
+    assert {"id": "advanced", "title": "Advanced"} in spec["groups"]
+    with requests_mock.Mocker() as m:
+        m.get(f"{BASE}/v1/sources", json={"status": "ok", "sources": SOURCES[:1]})
+        export = m.get(comments_url("acme", "inbox"), json=page([], None))
+        run_read(config(start_date="2024-01-01T00:00:00Z", comments_window_days=100), comments_catalog())
+    windows = sorted((qs(h)["from_timestamp"][0], qs(h)["to_timestamp"][0]) for h in export.request_history)
+    assert windows[0] == ("2024-01-01T00:00:00.000000Z", "2024-04-09T23:59:59.999000Z")
+    assert windows[1][0] == "2024-04-10T00:00:00.000000Z"
+    assert all(later[0] > earlier[1] for earlier, later in zip(windows, windows[1:]))
