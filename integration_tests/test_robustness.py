@@ -329,7 +329,9 @@ def test_trickling_headers_on_a_declarative_stream_end_at_the_deadline(stream):
     with MisbehavingServer() as server:
         server.script(route, Answer(200, header_trickle_seconds=60))
         started = time.monotonic()
-        result = run("read", config(server), catalog, env=DEADLINE, timeout=40)
+        # One window per source: read in windows, `concurrency_level` windows would wait on the deadline at once.
+        one_window = {"comments_window_days": 36500} if stream == "comments" else {}
+        result = run("read", config(server, **one_window), catalog, env=DEADLINE, timeout=40)
         took = time.monotonic() - started
         error = check_invariants(server, result, stream=stream)
         calls = [r for r in server.requests if r.path.endswith(path_end)]
@@ -431,6 +433,9 @@ def test_odd_stream_definitions(definition, expected):
 # ------------------------------------------------------------------ the comments cursor
 COMMENTS_ROUTE = "GET /_private/sources/acme/mail/comments"
 SOURCE_ID = "0123456789abcdef"
+# This server answers every export alike, whatever its from_timestamp/to_timestamp: read in windows, each window
+# would bring the same comments again, so these tests read each source in one window (the windows: below).
+ONE_WINDOW = {"start_date": "2024-01-01T00:00:00Z", "comments_window_days": 36500}
 
 
 def comments_catalog() -> Dict[str, Any]:
@@ -451,8 +456,9 @@ def export(*stamps: str) -> Answer:
     return Answer(200, {"comments": comments, "continuation": None})
 
 
-@pytest.mark.parametrize("state", [comments_state("garbage"), comments_state(states="x"), comments_state(12)],
-                         ids=["garbage cursor", "states a string", "cursor a number"])
+@pytest.mark.parametrize("state", [comments_state("garbage"), comments_state(states="x"), comments_state(12),
+                                   comments_state(states=[{"partition": [SOURCE_ID], "cursor": {"timestamp": "2024-01-01T00:00:00Z"}}])],
+                         ids=["garbage cursor", "states a string", "cursor a number", "partition a list"])
 def test_a_comments_state_that_is_not_a_time_is_a_config_error_saying_how_to_clear_it(state):
     with MisbehavingServer() as server:
         server.script(COMMENTS_ROUTE, export("2024-01-01T00:00:00.000000Z"))
@@ -463,16 +469,31 @@ def test_a_comments_state_that_is_not_a_time_is_a_config_error_saying_how_to_cle
     assert "Something went wrong" not in error["message"]
 
 
+def test_a_comments_state_whose_partition_is_a_list_says_where_and_how_to_clear_it():
+    # The CDK would key that entry as it is, match no source, and read the source as if it had no state.
+    state = comments_state(states=[{"partition": {"source_id": SOURCE_ID, "parent_slice": {}}, "cursor": {"timestamp": "2024-01-01T00:00:00Z"}},
+                                   {"partition": [SOURCE_ID, {}], "cursor": {"timestamp": "2024-01-01T00:00:00Z"}}])
+    with MisbehavingServer() as server:
+        server.script(COMMENTS_ROUTE, export("2024-01-01T00:00:00.000000Z"))
+        result = run("read", config(server), comments_catalog(), state=state)
+        error = check_invariants(server, result)
+        exported = [r for r in server.requests if r.path.endswith("/comments")]
+    assert error is not None and error["failure_type"] == "config_error", result.raw[-3000:]
+    assert "stream_state.states[1].partition" in error["message"] and "a list" in error["message"], error["message"]
+    assert "Clear data for `comments`" in error["message"], error["message"]
+    assert not exported  # refused before any comment is read
+
+
 def test_a_comment_dated_2099_never_becomes_a_cursor_that_skips_later_comments():
     with MisbehavingServer() as server:
         server.script(COMMENTS_ROUTE, export("2024-01-01T00:00:00.000000Z", "2099-01-01T00:00:00.000000Z"))
-        first = run("read", config(server, start_date="2024-01-01T00:00:00Z"), comments_catalog())
+        first = run("read", config(server, **ONE_WINDOW), comments_catalog())
         assert check_invariants(server, first) is None, first.raw[-3000:]
         assert len(first.uids("comments")) == 2  # the records are delivered
         state = [{"type": "STREAM", "stream": first.states[-1]["stream"]}]
         server.reset()
         server.script(COMMENTS_ROUTE, export("2024-06-01T00:00:00.000000Z"))
-        second = run("read", config(server, start_date="2024-01-01T00:00:00Z"), comments_catalog(), state=state)
+        second = run("read", config(server, **ONE_WINDOW), comments_catalog(), state=state)
         error = check_invariants(server, second)
         exported_from = [r.query.get("from_timestamp", [""])[0] for r in server.requests if r.path.endswith("/comments")]
     assert error is None, second.raw[-3000:]
@@ -501,7 +522,7 @@ def test_a_comment_dated_2099_is_delivered_but_never_written_as_the_cursor():
         server.script(COMMENTS_ROUTE, export("2024-01-01T00:00:00.000000Z", future))
         # A process of its own: the warning is logged through the "airbyte" logger, which PyAirbyte (the package
         # is named `airbyte`) reconfigures (propagate off, a file handler) in a test worker that ran PyAirbyte.
-        first = run("read", config(server, start_date="2024-01-01T00:00:00Z"), comments_catalog(), process=True)
+        first = run("read", config(server, **ONE_WINDOW), comments_catalog(), process=True)
         finished = datetime.now(timezone.utc)
         assert check_invariants(server, first) is None, first.raw[-3000:]
         to_timestamps = {r.query["to_timestamp"][0] for r in server.requests if r.path.endswith("/comments")}
@@ -519,10 +540,23 @@ def test_a_comment_dated_2099_is_delivered_but_never_written_as_the_cursor():
         server.reset()
         recent = (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         server.script(COMMENTS_ROUTE, export(recent))
-        second = run("read", config(server, start_date="2024-01-01T00:00:00Z"), comments_catalog(), state=state)
+        second = run("read", config(server, **ONE_WINDOW), comments_catalog(), state=state)
         assert check_invariants(server, second) is None, second.raw[-3000:]
         exported_from = [r.query.get("from_timestamp", [""])[0] for r in server.requests if r.path.endswith("/comments")]
     week_ago = (finished - timedelta(days=8)).strftime("%Y-%m-%dT%H:%M:%S")
     assert exported_from and all(week_ago < stamp < "2030" for stamp in exported_from), exported_from
     assert [r["data"]["timestamp"] for r in second.records if r["stream"] == "comments"] == [recent]
     assert not [m for m in second.of_type("LOG") if "in the future" in m["log"]["message"]], "the state written was in the future"
+
+
+def test_a_comment_dated_2099_in_every_window_never_becomes_a_cursor():
+    # A server that ignores to_timestamp sends the 2099 comment in every window: each window's cursor stops at its end.
+    with MisbehavingServer() as server:
+        server.script(COMMENTS_ROUTE, export("2024-01-01T00:00:00.000000Z", "2099-01-01T00:00:00.000000Z"))
+        first = run("read", config(server, start_date="2024-01-01T00:00:00Z", comments_window_days=100), comments_catalog())
+        assert check_invariants(server, first) is None, first.raw[-3000:]
+        to_timestamps = {r.query["to_timestamp"][0] for r in server.requests if r.path.endswith("/comments")}
+    assert len(to_timestamps) > 3  # read in windows
+    cursors = _comments_cursors(first)
+    assert cursors and all(c < "2030" and c <= max(to_timestamps) for c in cursors), (cursors, to_timestamps)
+

@@ -7,7 +7,9 @@ every later sync export nothing. Here:
 - a cursor that is not a time, or a state of the wrong shape, is a config_error saying what was
   received and how to clear it (as stream_results' state.py does);
 - a cursor more than MAX_SKEW past now is ignored with a warning: that source is exported again
-  from `start_date` (dedup on uid absorbs what was already delivered), so nothing is skipped.
+  from `start_date` (dedup on uid absorbs what was already delivered), so nothing is skipped;
+- the global cursor the CDK keeps beside the per-source ones is dropped: the CDK would start a source
+  new since the last sync there, after the other sources' latest comment, skipping its history.
 
 And so that no sync writes such a cursor in the first place, `bound_cursor` bounds what the CDK's
 cursor observes (`CursorBound`): a comment dated past its export's `to_timestamp` (or now +
@@ -26,6 +28,7 @@ from airbyte_cdk.sources.declarative.migrations.state_migration import StateMigr
 from airbyte_cdk.sources.types import Config, Record
 
 from source_commsmining.errors import config_error
+from source_commsmining.state import json_path
 
 CURSOR = "timestamp"
 MAX_SKEW = timedelta(days=1)
@@ -79,10 +82,24 @@ class CommentsStateCheck(StateMigration):
                 cursor = entry.get("cursor") if isinstance(entry, dict) else None
                 if not isinstance(cursor, dict):
                     raise _bad(f"`states[{index}]` is {_shown(entry)}, not {{\"partition\": ..., \"cursor\": {{\"{CURSOR}\": ...}}}}")
+                partition = entry.get("partition")
+                if not isinstance(partition, dict):
+                    # The CDK would key it as it is, match no source, and read that source as if it had no state.
+                    where = json_path(["states", index, "partition"], "stream_state")
+                    raise _bad(
+                        f"it is of the wrong shape at {where} (in its state message): {_json_type(partition)} "
+                        f"({_shown(partition)}) where an object naming the source is expected "
+                        f"({{\"parent_slice\": {{}}, \"source_id\": ...}})"
+                    )
                 if CURSOR in cursor and self._future(cursor[CURSOR], f"`states[{index}]` ({_shown(entry.get('partition'))})", now):
                     continue  # that source starts over from start_date
                 kept.append(entry)
             state["states"] = kept
+            if not state.get("use_global_cursor"):
+                # The CDK starts a source without an entry (one new since the last sync) at this global cursor, the
+                # latest comment of every other source: it would skip the new source's history. Without it, such a
+                # source starts at `start_date`, as a first sync does. (Kept when the CDK went over to a global cursor.)
+                state.pop("state", None)
         return state
 
     @staticmethod
@@ -97,6 +114,11 @@ class CommentsStateCheck(StateMigration):
             )
             return True
         return False
+
+
+def _json_type(value: Any) -> str:
+    return {list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number", type(None): "null"}.get(
+        type(value), type(value).__name__)
 
 
 def _shown(value: Any) -> str:

@@ -90,6 +90,12 @@ def comments_catalog():
     return catalog("comments", sync_mode=SyncMode.incremental)
 
 
+def one_window(**overrides: Any) -> Dict[str, Any]:
+    """A config whose `comments` windows span the whole history: one export per source, as the mocks answer
+    the same whatever the window (the windows themselves: the tests below and test_comments_windows_e2e.py)."""
+    return config(comments_window_days=36500, **overrides)
+
+
 def comments_state(cursors: Dict[str, str]):
     return (
         StateBuilder()
@@ -192,7 +198,7 @@ def test_comments_pages_with_from_timestamp_then_after_and_stops_on_null_continu
             comments_url("acme", "inbox"),
             [{"json": page([comment(1), comment(2)], "k1")}, {"json": page([comment(3)], "k2")}, {"json": page([comment(4)], None)}],
         )
-        output = run_read(config(), comments_catalog())
+        output = run_read(one_window(), comments_catalog())
     assert not output.errors
     assert export.call_count == 3
     first, second, third = (qs(h) for h in export.request_history)
@@ -214,7 +220,7 @@ def test_comments_keeps_unknown_keys_and_parses_offset_timestamps():
     with requests_mock.Mocker() as m:
         m.get(f"{BASE}/v1/sources", json={"status": "ok", "sources": SOURCES[:1]})
         m.get(comments_url("acme", "inbox"), json=page([c], None))
-        output = run_read(config(), comments_catalog())
+        output = run_read(one_window(), comments_catalog())
     assert data(output, "comments")[0]["brand_new_key"] == {"x": 1}
     assert cursor_by_source(state_dict(output.state_messages[-1])) == {INBOX_ID: "2024-03-01T10:00:00.250000Z"}
 
@@ -224,7 +230,7 @@ def test_comments_state_is_per_source():
         m.get(f"{BASE}/v1/sources", json={"status": "ok", "sources": SOURCES})
         m.get(comments_url("acme", "inbox"), json=page([comment(1), comment(9)], None))
         m.get(comments_url("globex", "claims"), json=page([comment(3, timestamp="2024-05-05T05:05:05.500000Z")], None))
-        output = run_read(config(), comments_catalog())
+        output = run_read(one_window(), comments_catalog())
     records = data(output, "comments")
     assert sorted((r["project"], r["source"]) for r in records) == [("acme", "inbox"), ("acme", "inbox"), ("globex", "claims")]
     final = state_dict(output.state_messages[-1])
@@ -237,7 +243,7 @@ def test_comments_resume_from_state_per_source():
         m.get(f"{BASE}/v1/sources", json={"status": "ok", "sources": SOURCES})
         inbox = m.get(comments_url("acme", "inbox"), json=page([comment(9), comment(12)], None))
         claims = m.get(comments_url("globex", "claims"), json=page([], None))
-        output = run_read(config(start_date="2020-01-01T00:00:00Z"), comments_catalog(), state=state)
+        output = run_read(one_window(start_date="2020-01-01T00:00:00Z"), comments_catalog(), state=state)
     # Each source re-reads comments_lookback_days (7 by default) before its cursor: late uploads.
     assert qs(inbox.last_request)["from_timestamp"] == ["2023-12-25T00:00:09.000000Z"]
     assert qs(claims.last_request)["from_timestamp"] == ["2024-04-28T05:05:05.500000Z"]
@@ -252,7 +258,7 @@ def test_comments_new_source_without_state_starts_at_start_date():
         m.get(f"{BASE}/v1/sources", json={"status": "ok", "sources": SOURCES})
         inbox = m.get(comments_url("acme", "inbox"), json=page([], None))
         claims = m.get(comments_url("globex", "claims"), json=page([], None))
-        run_read(config(start_date="2023-06-01T12:00:00Z", comments_lookback_days=0), comments_catalog(), state=state)
+        run_read(one_window(start_date="2023-06-01T12:00:00Z", comments_lookback_days=0), comments_catalog(), state=state)
     assert qs(inbox.last_request)["from_timestamp"] == ["2024-01-01T00:00:09.000000Z"]
     assert qs(claims.last_request)["from_timestamp"] == ["2023-06-01T12:00:00.000000Z"]
 
@@ -263,13 +269,13 @@ def test_comments_lookback_is_configurable_and_never_reaches_before_start_date()
         m.get(f"{BASE}/v1/sources", json={"status": "ok", "sources": SOURCES})
         inbox = m.get(comments_url("acme", "inbox"), json=page([], None))
         claims = m.get(comments_url("globex", "claims"), json=page([], None))
-        run_read(config(start_date="2023-12-31T00:00:00Z", comments_lookback_days=30), comments_catalog(), state=state)
+        run_read(one_window(start_date="2023-12-31T00:00:00Z", comments_lookback_days=30), comments_catalog(), state=state)
     assert qs(inbox.last_request)["from_timestamp"] == ["2023-12-31T00:00:00.000000Z"]
     with requests_mock.Mocker() as m:
         m.get(f"{BASE}/v1/sources", json={"status": "ok", "sources": SOURCES})
         inbox = m.get(comments_url("acme", "inbox"), json=page([], None))
         claims = m.get(comments_url("globex", "claims"), json=page([], None))
-        run_read(config(comments_lookback_days=3), comments_catalog(), state=state)
+        run_read(one_window(comments_lookback_days=3), comments_catalog(), state=state)
     assert qs(inbox.last_request)["from_timestamp"] == ["2023-12-29T00:00:09.000000Z"]
 
 
@@ -277,7 +283,7 @@ def test_comments_start_date_honoured_with_offset():
     with requests_mock.Mocker() as m:
         m.get(f"{BASE}/v1/sources", json={"status": "ok", "sources": SOURCES[:1]})
         export = m.get(comments_url("acme", "inbox"), json=page([comment(1)], None))
-        run_read(config(start_date="2024-02-01T02:00:00+01:00"), comments_catalog())
+        run_read(one_window(start_date="2024-02-01T02:00:00+01:00"), comments_catalog())
     assert qs(export.last_request)["from_timestamp"] == ["2024-02-01T01:00:00.000000Z"]
 
 
@@ -285,7 +291,7 @@ def test_comments_full_refresh_without_state_starts_at_start_date():
     with requests_mock.Mocker() as m:
         m.get(f"{BASE}/v1/sources", json={"status": "ok", "sources": SOURCES[:1]})
         export = m.get(comments_url("acme", "inbox"), json=page([comment(1)], None))
-        output = run_read(config(start_date="2022-01-01T00:00:00Z"), catalog("comments", sync_mode=SyncMode.full_refresh))
+        output = run_read(one_window(start_date="2022-01-01T00:00:00Z"), catalog("comments", sync_mode=SyncMode.full_refresh))
     assert qs(export.last_request)["from_timestamp"] == ["2022-01-01T00:00:00.000000Z"]
     assert [r["uid"] for r in data(output, "comments")] == [comment(1)["uid"]]
 
@@ -294,7 +300,7 @@ def test_comments_never_touch_any_stream_endpoint():
     with requests_mock.Mocker() as m:
         m.get(f"{BASE}/v1/sources", json={"status": "ok", "sources": SOURCES[:1]})
         m.get(comments_url("acme", "inbox"), json=page([comment(1)], None))
-        run_read(config(), comments_catalog())
+        run_read(one_window(), comments_catalog())
     assert all(h.method == "GET" for h in m.request_history)
     assert not any("/streams" in h.path or "/datasets" in h.path for h in m.request_history)
 
@@ -325,3 +331,20 @@ def test_label_defs_cover_every_label_group_and_a_name_repeats_only_across_group
     keys = [(r["project"], r["dataset"], r["label_group"], r["name"]) for r in data(output, "label_defs")]
     assert sorted(keys) == [("acme", "collections", "default", "Billing"), ("acme", "collections", "default", "Complaint"),
                             ("acme", "collections", "tone", "Complaint"), ("acme", "collections", "tone", "Praise")]
+
+
+def test_comments_window_is_an_advanced_setting_of_30_days_and_cuts_each_source_into_windows_meeting_at_1_ms():
+    from source_commsmining.source import SourceCommsmining
+
+    spec = SourceCommsmining().spec(None).connectionSpecification
+    window = spec["properties"]["comments_window_days"]
+    assert window["default"] == 30 and window["group"] == "advanced"
+    assert {"id": "advanced", "title": "Advanced"} in spec["groups"]
+    with requests_mock.Mocker() as m:
+        m.get(f"{BASE}/v1/sources", json={"status": "ok", "sources": SOURCES[:1]})
+        export = m.get(comments_url("acme", "inbox"), json=page([], None))
+        run_read(config(start_date="2024-01-01T00:00:00Z", comments_window_days=100), comments_catalog())
+    windows = sorted((qs(h)["from_timestamp"][0], qs(h)["to_timestamp"][0]) for h in export.request_history)
+    assert windows[0] == ("2024-01-01T00:00:00.000000Z", "2024-04-09T23:59:59.999000Z")
+    assert windows[1][0] == "2024-04-10T00:00:00.000000Z"
+    assert all(later[0] > earlier[1] for earlier, later in zip(windows, windows[1:]))
