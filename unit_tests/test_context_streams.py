@@ -338,7 +338,7 @@ def test_comments_window_is_an_advanced_setting_of_30_days_and_cuts_each_source_
 
     spec = SourceCommsmining().spec(None).connectionSpecification
     window = spec["properties"]["comments_window_days"]
-    assert window["default"] == 30 and window["group"] == "advanced"
+    assert window["default"] == 365 and window["group"] == "advanced"
     assert {"id": "advanced", "title": "Advanced"} in spec["groups"]
     with requests_mock.Mocker() as m:
         m.get(f"{BASE}/v1/sources", json={"status": "ok", "sources": SOURCES[:1]})
