@@ -523,11 +523,43 @@ def test_console_script_prints_the_spec():
     assert specs[0]["documentationUrl"] == metadata()["data"]["documentationUrl"]
 
 
-def test_docs_configuration_table_covers_every_spec_property():
+def _spec_settings() -> Dict[str, Dict[str, Any]]:
+    """Every setting a user fills in: the top-level properties and each sign-in method's fields."""
+    properties = manifest()["spec"]["connection_specification"]["properties"]
+    settings = dict(properties)
+    for method in properties["credentials"]["oneOf"]:
+        for name, field in method["properties"].items():
+            if "const" not in field:  # auth_type picks the method; it is not a setting
+                settings[f"credentials.{name}"] = field
+    return settings
+
+
+def test_every_spec_setting_is_described_in_the_spec():
+    """The spec is where the settings are described (the set-up form shows it): each needs a title and a description."""
+    undescribed = [
+        name for name, field in _spec_settings().items()
+        if not str(field.get("title") or "").strip() or not str(field.get("description") or "").strip()
+    ]
+    assert not undescribed, f"spec settings without a title or a description: {undescribed}"
+
+
+def test_docs_name_every_spec_setting():
+    """The docs page points to the spec for the settings, and names each one where it matters."""
     properties = manifest()["spec"]["connection_specification"]["properties"]
     text = DOCS.read_text()
-    missing = [name for name in properties if not re.search(rf"^\|\s*`{re.escape(name)}`\s*\|", text, re.M)]
-    assert not missing, f"docs/commsmining.md configuration table lacks {missing}"
+    missing = [name for name in properties if f"`{name}`" not in text]
+    assert not missing, f"docs/commsmining.md never names the settings {missing}"
+    assert "spec.connection_specification" in text, "docs/commsmining.md must say where the settings are described"
+
+
+def test_no_second_configuration_table_to_drift_from_the_spec():
+    """A settings table beside the spec drifts from it: README and docs link to the spec instead."""
+    properties = manifest()["spec"]["connection_specification"]["properties"]
+    for path in (DOCS, ROOT / "README.md"):
+        text = path.read_text()
+        assert not re.search(r"^#+\s*Configuration\s*$", text, re.M), f"{path.name} has a Configuration section"
+        rows = [name for name in properties if name != "streams" and re.search(rf"^\|\s*`{re.escape(name)}`\s*\|", text, re.M)]
+        assert not rows, f"{path.name} has a table of the settings {rows}: describe them in the spec"
 
 
 # ---------------------------------------------------------------------------------- docker build
