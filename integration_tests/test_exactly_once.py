@@ -57,6 +57,7 @@ import pytest
 from commsmining_emulator import Emulator, Fault
 from integration_tests.conftest import TRIAGE, URGENT, connector_config
 from integration_tests.postgres_server import PostgresServer
+from source_commsmining.config import as_migrated
 
 sqlalchemy = pytest.importorskip("sqlalchemy", reason="PyAirbyte (the [demo] extra) brings SQLAlchemy")
 if importlib.util.find_spec("airbyte") is None:  # the driver imports it, in its own process: not imported here
@@ -544,7 +545,8 @@ def fork_server(tmp_path_factory):
 
     Its config serves `spec` and `discover` only (no request is sent): each run gives its own."""
     tmp = tmp_path_factory.mktemp("exactly-once-driver")
-    driver = ForkServer({"api_endpoint": "http://127.0.0.1:9", "api_token": "spec-and-discover-only-" + "0" * 32, "streams": STREAMS}, tmp)
+    # PyAirbyte validates a config against the spec before the connector sees it: the `credentials` shape.
+    driver = ForkServer(as_migrated({"api_endpoint": "http://127.0.0.1:9", "api_token": "spec-and-discover-only-" + "0" * 32, "streams": STREAMS}), tmp)
     yield driver
     driver.close()
 
@@ -565,7 +567,7 @@ def test_every_consumed_comment_lands_once_in_the_warehouse(warehouse_kind, requ
         # moving nothing: integration_tests/test_stream_takeover_e2e.py.)
         config = connector_config(emu, streams=STREAMS, max_results=BATCH, max_filtered=1024, start_position="take_over_from_creation")
         driver = fork_server
-        driver.use(config, warehouse.spec)
+        driver.use(as_migrated(config), warehouse.spec)
         scenario = Scenario(emu, driver, warehouse, rng)
         for step in _plan(rng):
             if step == "random":
