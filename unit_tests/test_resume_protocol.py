@@ -258,7 +258,7 @@ def test_a_failed_stream_is_not_confirmed():
 
 
 def test_a_refused_continuation_with_a_watermark_ahead_fails_without_any_reset():
-    """Issue 18.6: the watermark is after the stream's next comment; a reset would skip what lies between."""
+    """A forged watermark: it is after the stream's next comment; a reset would skip what lies between."""
     ahead = "2024-02-01T00:00:30.000000Z"
     state = results_state([{"partition": TRIAGE, "cursor": {"continuation": "forged", "created_at": ahead}}])
     with requests_mock.Mocker() as m:
