@@ -172,7 +172,8 @@ def main(argv=None) -> int:
     ap.add_argument("--comments", type=int, default=100_000, help="comments of the large source, windows goal (default 100000)")
     ap.add_argument("--source-comments", type=int, default=25_000, help="comments of each source, sources goal (default 25000)")
     ap.add_argument("--span-days", type=float, default=365.0, help="days the comments of a source span (default 365)")
-    ap.add_argument("--window-days", type=int, default=None, help="comments_window_days of the windowed runs (default: the spec's)")
+    ap.add_argument("--window-days", type=int, default=30,
+                    help="comments_window_days of the windowed runs (default 30: about 12 windows over the year the comments span)")
     ap.add_argument("--latency-ms", type=float, default=100.0, help="latency added to every API call (default 100)")
     ap.add_argument("--skip-from-1970", action="store_true", help="leave out the windowed run without start_date")
     ap.add_argument("--only", choices=["sources", "windows"], default=None, help="measure one goal only")
@@ -180,11 +181,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     window_days = args.window_days
-    if window_days is None:
-        from source_commsmining.source import SourceCommsmining
-
-        spec = SourceCommsmining().spec(None).connectionSpecification
-        window_days = spec["properties"]["comments_window_days"]["default"]
 
     results = {"large_source_comments": args.comments, "comments_per_source": args.source_comments, "span_days": args.span_days, "latency_ms": args.latency_ms,
                "window_days": window_days, "runs": {}}

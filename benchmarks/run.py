@@ -628,6 +628,31 @@ def _section_instructions(a, results, save):
     results["instructions"] = instructions(sizes=a.instruction_sizes)
 
 
+def _history_section(script: str, key: str, quick_args, a, results) -> None:
+    """A standalone history benchmark (its own emulator at 100 ms per call), run as a subprocess; its goals are this
+    section's. Its figures go to results[key]."""
+    with tempfile.TemporaryDirectory() as tmp:
+        output = os.path.join(tmp, "history.json")
+        args = [sys.executable, os.path.join(HERE, script), "--output", output, "--latency-ms", "%g" % a.latency_ms]
+        subprocess.run(args + (list(quick_args) if a.quick else []), cwd=ROOT, check=False)
+        section = orjson.loads(open(output, "rb").read()) if os.path.exists(output) else {"error": "%s wrote nothing" % script}
+    goals = section.get("goals") or {}
+    section["goal_met"] = bool(goals) and all(goal.get("pass") for goal in goals.values())
+    results[key] = section
+
+
+def _section_history(a, results, save):
+    log("== dataset_comments: 4 datasets side by side, one dataset in windows (history_bench.py)")
+    _history_section("history_bench.py", "history_dataset_comments",
+                     ("--datasets-comments", "500", "--big-comments", "5000"), a, results)
+
+
+def _section_comments_history(a, results, save):
+    log("== comments: 4 sources side by side, one source in windows (comments_history_bench.py)")
+    _history_section("comments_history_bench.py", "history_comments",
+                     ("--comments", "8000", "--source-comments", "3000", "--skip-from-1970"), a, results)
+
+
 # Every section, in the order `make bench` runs them: (name for --only, function(args, results, save)).
 # A section adds its key to results; one with a goal sets `goal` and `goal_met` (printed PASS/FAIL).
 # To add one (e.g. a `dataset_comments` memory run, or reading histories side by side from
@@ -641,8 +666,10 @@ SECTIONS = (
     ("rss", _section_rss),
     ("layers", _section_layers),
     ("instructions", _section_instructions),
+    ("history", _section_history),
+    ("comments_history", _section_comments_history),
 )
-DEFAULT_SECTIONS = ("guard", "capacity", "throughput", "latency", "multi", "rss")
+DEFAULT_SECTIONS = ("guard", "capacity", "throughput", "latency", "multi", "rss", "history", "comments_history")
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="source-commsmining benchmarks")
@@ -765,6 +792,11 @@ def print_summary(r):
         x = r["peak_rss"]
         rows.append(("peak RSS, every results table", ", ".join("%s: %.1f MB" % (k, v) for k, v in _by_size(x["peak_rss_mb"]))
                      + "; nothing lost: %s (goal %s) %s" % (x["nothing_lost"], x["goal"], _pass(x))))
+    for key, title in (("history_dataset_comments", "dataset_comments history"), ("history_comments", "comments history")):
+        if key in r:
+            goals = r[key].get("goals") or {}
+            rows.append((title + " @100ms", "; ".join("%s x%s %s" % (name, g.get("ratio", "-"), "PASS" if g.get("pass") else "FAIL")
+                                                    for name, g in goals.items()) or r[key].get("error", "no figures")))
     if "layers_no_latency" in r:
         x = r["layers_no_latency"]
         rows.append(("layers (not a goal)", "steady-state ratio to the reference, no latency: " + ", ".join(

@@ -5,6 +5,7 @@ from airbyte_cdk.sources.declarative.models.declarative_component_schema import 
 from airbyte_cdk.sources.declarative.parsers.model_to_component_factory import ModelToComponentFactory
 
 from source_commsmining import SourceCommsmining
+from source_commsmining.taxonomies import label_parent
 
 _SOURCE = SourceCommsmining()
 _LABEL_DEFS = next(s for s in _SOURCE.resolved_manifest["streams"] if s["name"] == "label_defs")
@@ -22,7 +23,8 @@ def _parent(record):
 
 
 def _expected(name):
-    return (name.rpartition(" > ")[0] or None) if isinstance(name, str) else None
+    """The rule stream_results and its flat tables use (taxonomies.label_parent): the manifest must agree."""
+    return label_parent(name) if isinstance(name, str) else None
 
 
 def test_given_nested_names_when_transformed_then_parent_is_the_name_without_its_last_level():

@@ -2,10 +2,10 @@
 
 import pytest
 
-from source_commsmining.components import LabelParent
 from source_commsmining.flat_tables import LABELS, flat_rows
 from source_commsmining.records import build_record
 from source_commsmining.taxonomies import GENERAL_FIELD, LABEL, ODD, TAXONOMY, label_parent, meets_stream_threshold, walk
+from unit_tests.test_label_parent import _parent as label_defs_parent  # the manifest's AddFields for label_defs
 
 
 def test_the_walk_gives_each_taxonomy_then_its_labels_then_its_general_fields_in_the_apis_order():
@@ -36,9 +36,7 @@ def _one_label(name, confidence):
 @pytest.mark.parametrize("name, parent", [("A > B > C", "A > B"), ("A > B", "A"), ("A", None), ("A>B", None), ("> B", None)])
 def test_a_labels_parent_is_the_same_in_stream_results_the_flat_table_and_label_defs(name, parent):
     record, rows = _one_label(name, {"value": 0.9, "thresholds": []})
-    definition = {"name": name}
-    LabelParent().transform(definition)
-    assert label_parent(name) == record["labels"][0]["parent"] == rows[0]["parent"] == definition["parent"] == parent
+    assert label_parent(name) == record["labels"][0]["parent"] == rows[0]["parent"] == label_defs_parent({"name": name}) == parent
 
 
 @pytest.mark.parametrize("confidence, meets", [

@@ -6,13 +6,17 @@ from source_commsmining.components.comments import CommentsExtractor
 from source_commsmining.components.label_defs import LabelDefsExtractor
 from source_commsmining.components.results import ResultFieldsExtractor, ResultLabelsExtractor, ResultsExtractor
 from source_commsmining.deadline_requester import DeadlineHttpRequester
+from source_commsmining.history import DatasetCommentLabelsExtractor, DatasetCommentsExtractor
 from source_commsmining.model_versions import ModelVersionPartitions, ValidationColumns
+from source_commsmining.thresholds import StreamThresholdsExtractor
 from source_commsmining.transport import DeadlineBearerAuthenticator, RetryAfter, TransportAwareErrorHandler
 
 __all__ = [
     "AddDefaultTokenUrl",
     "CommentsExtractor",
     "CommentsStateCheck",
+    "DatasetCommentLabelsExtractor",
+    "DatasetCommentsExtractor",
     "DeadlineBearerAuthenticator",
     "DeadlineHttpRequester",
     "LabelDefsExtractor",
@@ -22,6 +26,7 @@ __all__ = [
     "ResultsExtractor",
     "RetryAfter",
     "SharedTokenOAuthAuthenticator",
+    "StreamThresholdsExtractor",
     "TransportAwareErrorHandler",
     "ValidationColumns",
 ]

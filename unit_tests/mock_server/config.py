@@ -25,6 +25,11 @@ class ConfigBuilder:
         self._config["comments_lookback_days"] = days
         return self
 
+    def with_comments_in_one_window(self) -> "ConfigBuilder":
+        """`comments` reads each source's range in one window (the paging tests mock one request per page)."""
+        self._config["comments_window_days"] = 36500
+        return self
+
     def with_streams(self, streams: List[Dict[str, str]]) -> "ConfigBuilder":
         self._config["streams"] = streams
         return self

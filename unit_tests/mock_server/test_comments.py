@@ -34,7 +34,7 @@ class TestCommentsStream(TestCase):
             CmRequestBuilder.comments_endpoint("acme", "inbox").with_after("k1", NOW).build(),
             CmResponseBuilder.comments(a_comment(INBOX, 2, "2024-01-01T00:00:02Z")).build(),
         )
-        output = read_stream("comments", ConfigBuilder().build(), SyncMode.incremental)
+        output = read_stream("comments", ConfigBuilder().with_comments_in_one_window().build(), SyncMode.incremental)
         records = records_of(output)
         assert [r["uid"] for r in records] == [f"{INBOX}.{1:016x}", f"{INBOX}.{2:016x}"]
         assert all(r["project"] == "acme" and r["source"] == "inbox" for r in records)
@@ -50,7 +50,7 @@ class TestCommentsStream(TestCase):
             CmRequestBuilder.comments_endpoint("acme", "inbox").with_from_timestamp("2024-05-07T00:00:00.000000Z", NOW).build(),
             CmResponseBuilder.comments(a_comment(INBOX, 3, "2024-05-11T00:00:00.000000Z")).build(),
         )
-        output = read_stream("comments", ConfigBuilder().with_comments_lookback_days(3).build(), SyncMode.incremental, state)
+        output = read_stream("comments", ConfigBuilder().with_comments_in_one_window().with_comments_lookback_days(3).build(), SyncMode.incremental, state)
         assert [r["uid"] for r in records_of(output)] == [f"{INBOX}.{3:016x}"]
         assert _cursors(output) == {INBOX: "2024-05-11T00:00:00.000000Z"}
 
@@ -61,5 +61,5 @@ class TestCommentsStream(TestCase):
             CmRequestBuilder.comments_endpoint("acme", "inbox").with_from_timestamp("2024-01-01T00:00:00.000000Z", NOW).build(),
             CmResponseBuilder.comments().build(),
         )
-        output = read_stream("comments", ConfigBuilder().with_start_date("2024-01-01T00:00:00Z").build(), SyncMode.incremental)
+        output = read_stream("comments", ConfigBuilder().with_comments_in_one_window().with_start_date("2024-01-01T00:00:00Z").build(), SyncMode.incremental)
         assert not output.records and not output.errors
