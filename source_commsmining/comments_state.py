@@ -29,6 +29,7 @@ from airbyte_cdk.sources.types import Config, Record
 
 from source_commsmining.errors import config_error
 from source_commsmining.state import json_path
+from source_commsmining.timestamps import iso_instant
 
 CURSOR = "timestamp"
 MAX_SKEW = timedelta(days=1)
@@ -38,14 +39,6 @@ CLEAR_COMMENTS_STATE = (
 )
 
 
-def _parse(value: Any) -> Optional[datetime]:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
 @dataclass
@@ -104,7 +97,7 @@ class CommentsStateCheck(StateMigration):
 
     @staticmethod
     def _future(value: Any, where: str, now: datetime) -> bool:
-        parsed = _parse(value)
+        parsed = iso_instant(value)
         if parsed is None:
             raise _bad(f"{where} is {_shown(value)}, not a time such as 2024-01-01T00:00:00.000000Z")
         if parsed > now + MAX_SKEW:
@@ -158,7 +151,7 @@ class CursorBound:
             last = self._last  # (slice, its limits): a partition's records come one after another
             end, clearly_before = last[1] if last[0] is stream_slice else self._limits_of(stream_slice)
             if value[:10] >= clearly_before:
-                stamp = _parse(value)
+                stamp = iso_instant(value)
                 if stamp is not None:
                     bound = _bound(end)
                     if stamp > bound:
@@ -172,7 +165,7 @@ class CursorBound:
         end_value = cursor_slice.get(SLICE_END)
         limits = self._limits.get(end_value) if isinstance(end_value, str) else None
         if limits is None:
-            end = _parse(end_value)
+            end = iso_instant(end_value)
             limits = (end, (_bound(end) - timedelta(days=2)).strftime("%Y-%m-%d"))
             if end is not None:
                 self._limits[end_value] = limits

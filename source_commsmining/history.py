@@ -21,7 +21,6 @@ on upload time in windows, a cursor paginator on `continuation`); this module ho
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, MutableMapping, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
@@ -42,6 +41,7 @@ from airbyte_cdk.models import (
 from airbyte_cdk.sources.declarative.extractors.record_extractor import RecordExtractor
 
 from source_commsmining.envelope import BadResponse, decode
+from source_commsmining.timestamps import iso_instant
 
 COMMENTS = "dataset_comments"
 LABELS = "dataset_comment_labels"
@@ -51,14 +51,6 @@ LEVELS = " > "
 _EXPORT_PATH = re.compile(r"/datasets/(?P<project>[^/]+)/(?P<dataset>[^/]+)/export$")
 
 
-def _time(value: Any) -> Optional[datetime]:
-    if value.__class__ is not str:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
 def _text(value: Any) -> Optional[str]:
@@ -132,14 +124,14 @@ class DatasetCommentsExtractor(RecordExtractor):
             sent = orjson.loads(request.body or b"{}")
         except orjson.JSONDecodeError:
             sent = {}
-        low, high = _time(sent.get("from")), _time(sent.get("to"))
+        low, high = iso_instant(sent.get("from")), iso_instant(sent.get("to"))
         comments = body["comments"]
         if comments.__class__ is not list:
             raise _bad(names, sent, f"`comments` as {type(comments).__name__}, not a list")
         for index, item in enumerate(comments):
             comment = item.get("comment") if item.__class__ is dict else None
             uid = comment.get("uid") if comment.__class__ is dict else None
-            created = _time(comment.get("created_at")) if comment.__class__ is dict else None
+            created = iso_instant(comment.get("created_at")) if comment.__class__ is dict else None
             if uid.__class__ is not str or not uid or created is None:
                 shown = f"comment {uid}" if uid.__class__ is str and uid else f"entry {index} of the page"
                 raise _bad(names, sent, f"{shown} without a `uid` and an RFC 3339 `created_at` (a comment cannot be keyed "

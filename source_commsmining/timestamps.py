@@ -32,3 +32,15 @@ def instant(value: Any, cached: bool = True) -> Optional[datetime]:
         return parse_timestamp(value) if cached else parse_timestamp.__wrapped__(value)
     except (ValueError, TypeError, OverflowError):
         return None
+
+
+def iso_instant(value: Any) -> Optional[datetime]:
+    """An RFC 3339 time as the API and the CDK's cursors write it (`Z` or an offset; naive means UTC); None for
+    anything else: a window bound or a cursor is compared exactly, never guessed from a looser form."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)

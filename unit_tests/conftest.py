@@ -159,3 +159,24 @@ def live_sync():
     liveness.start()
     yield
     liveness.start()
+
+
+def connection_spec():
+    """The connector's connection specification, as `spec` prints it."""
+    import logging
+
+    from source_commsmining import SourceCommsmining
+
+    return SourceCommsmining().spec(logging.getLogger("test")).connectionSpecification
+
+
+def refused_config(**overrides):
+    """The config_error that validating `config(**overrides)` against the spec raises."""
+    from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+    from source_commsmining.config import validate_config
+
+    with pytest.raises(AirbyteTracedException) as raised:
+        validate_config(config(**overrides), connection_spec())
+    assert raised.value.failure_type.value == "config_error"
+    return raised.value

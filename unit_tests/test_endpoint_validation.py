@@ -3,24 +3,10 @@
 import json
 
 import pytest
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_commsmining import SourceCommsmining
 from source_commsmining.config import validate_config
-from unit_tests.conftest import config, run_check
+from unit_tests.conftest import config, connection_spec, refused_config, run_check
 
-
-def _spec():
-    import logging
-
-    return SourceCommsmining().spec(logging.getLogger("test")).connectionSpecification
-
-
-def _refused(**overrides) -> AirbyteTracedException:
-    with pytest.raises(AirbyteTracedException) as raised:
-        validate_config(config(**overrides), _spec())
-    assert raised.value.failure_type.value == "config_error"
-    return raised.value
 
 
 @pytest.mark.parametrize(
@@ -34,7 +20,7 @@ def _refused(**overrides) -> AirbyteTracedException:
     ],
 )
 def test_an_endpoint_the_http_client_would_read_otherwise_is_refused(endpoint):
-    error = _refused(api_endpoint=endpoint)
+    error = refused_config(api_endpoint=endpoint)
     assert "`api_endpoint`" in error.message
     assert "s3cr3t-pass" not in error.message and "s3cr3t-pass" not in (error.internal_message or "")
 
@@ -47,4 +33,4 @@ def test_the_password_of_an_endpoint_is_never_printed(capsys):
 
 @pytest.mark.parametrize("endpoint", ["https://acme.reinfer.io", "https://cloud.uipath.com/acme/T/reinfer_/api/", "http://127.0.0.1:8080", "http://[::1]:8000"])
 def test_plain_tenant_urls_are_accepted(endpoint):
-    validate_config(config(api_endpoint=endpoint), _spec())
+    validate_config(config(api_endpoint=endpoint), connection_spec())

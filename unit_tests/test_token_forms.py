@@ -4,32 +4,17 @@ import io
 import json
 
 import pytest
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_commsmining import SourceCommsmining
 from source_commsmining import errors
-from source_commsmining.config import validate_config
 from source_commsmining.errors import mask, register_secret
-from unit_tests.conftest import config, run_cli
+from unit_tests.conftest import config, refused_config, run_cli
 
-
-def _spec():
-    import logging
-
-    return SourceCommsmining().spec(logging.getLogger("test")).connectionSpecification
-
-
-def _refused(**overrides) -> AirbyteTracedException:
-    with pytest.raises(AirbyteTracedException) as raised:
-        validate_config(config(**overrides), _spec())
-    assert raised.value.failure_type.value == "config_error"
-    return raised.value
 
 
 @pytest.mark.parametrize("token, says", [("a", "too short"), ("stream", "too short"), ('tok"SECRET-9f8e7d', "quote"),
                                           ("tok\\SECRET-9f8e7d", "backslash"), ("tok'SECRET-9f8e7d", "quote"), (12345678901, "string")])
 def test_implausible_tokens_are_refused_naming_api_token_without_printing_them(token, says):
-    error = _refused(api_token=token)
+    error = refused_config(api_token=token)
     assert "`api_token`" in error.message and says in error.message
     if isinstance(token, str) and len(token) > 1:
         assert token not in error.message
