@@ -77,9 +77,7 @@ def test_two_syncs_of_model_validation_give_two_reads_of_every_version(emu):
 
 def test_a_deleted_model_version_is_skipped_with_a_log_line_and_the_sync_succeeds(emu):
     emu.delete_model_version("acme", "collections", 5)
-    # A process of its own: the log line goes through the `airbyte` logger, which PyAirbyte's file logger takes
-    # over (propagate off) in a test worker that ran PyAirbyte.
-    run = run_connector("read", connector_config(emu, streams=[]), catalog("model_validation"), process=True)
+    run = run_connector("read", connector_config(emu, streams=[]), catalog("model_validation"))
     assert run.returncode == 0, run.stderr
     assert {(r["dataset"], r["model_version"]) for r in data(run, "model_validation")} == {
         ("collections", 3), ("support-desk", 4), ("claims-ds", 2)}

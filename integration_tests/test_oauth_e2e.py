@@ -87,9 +87,7 @@ def test_a_sync_across_several_token_expiries_with_16_parallel_streams_loses_not
 
 
 def test_check_signs_in_with_an_external_application_and_one_token_serves_every_call(emulator):
-    # --debug logs every request's headers. A process of its own: the debug log goes through the `airbyte` logger,
-    # which PyAirbyte's file logger takes over (propagate off) in a test worker that ran PyAirbyte.
-    run = run_connector("check", oauth_config(emulator), extra_args=["--debug"], process=True)
+    run = run_connector("check", oauth_config(emulator), extra_args=["--debug"])  # --debug logs every request's headers
     assert _status(run)["status"] == "SUCCEEDED", _status(run)
     assert len(emulator.identity.issued) == 1
     assert "Making outbound API request" in run.raw  # the debug log is there, its Authorization header masked
