@@ -163,7 +163,10 @@ def test_a_mutated_results_body_never_loses_hangs_or_leaks(server, api_factory, 
         if states:
             flushed.append(json.dumps(states[-1].state.stream.stream_state.__dict__, default=str))
 
-    reader = ResultsReader(api_factory, [TRIAGE], ResultsState(), parallel_streams=1, flush=flush, logger=logging.getLogger("fuzz"))
+    # `current`: no start reset, so the mutated body is the first batch the read gets, and what is fuzzed is the read,
+    # its STATEs and its advances. (A start reset's peek reads /results through the same CmApi.results and decode.)
+    reader = ResultsReader(api_factory, [TRIAGE], ResultsState(), parallel_streams=1, start_position="current", flush=flush,
+                           logger=logging.getLogger("fuzz"))
     error = None
     try:
         for message in reader.read():
