@@ -86,10 +86,16 @@ chaos-large: $(STAMP)  ## the long kill/resume runs (hundreds of kills: over a l
 properties-large: $(STAMP)  ## the property tests of valid bodies at their full example counts (`make test` runs 30% of them)
 	PROPERTIES_SCALE=large $(PY) -m pytest unit_tests/test_properties.py -v
 
+# The measuring devices (valgrind's counts, the stripped connector: they patch internals that may move) are
+# checked first, at tiny sizes, by the tests marked bench_devices (not part of `make test`).
+BENCH_DEVICES := $(PY) -m pytest -q -m bench_devices integration_tests/test_benchmark_smoke.py
+
 bench: $(STAMP) $(BENCH_STAMP)  ## benchmarks; writes benchmarks/results.json
+	$(BENCH_DEVICES)
 	$(PY) benchmarks/run.py --connector $(BENCH_VENV)/bin/source-commsmining --output benchmarks/results.json
 
 bench-layers: $(STAMP) $(BENCH_STAMP)  ## what the layers the connector keeps cost (wall time and valgrind instructions; not goals); writes benchmarks/results-layers.json
+	$(BENCH_DEVICES)
 	$(PY) benchmarks/run.py --connector $(BENCH_VENV)/bin/source-commsmining --output benchmarks/results-layers.json --only layers,instructions --throughput-comments 50000 --repeats 5
 
 demo: $(STAMP)  ## start the emulator, check, sync sources + stream_results (+ flat tables) and the dataset history into DuckDB via PyAirbyte (AUTH=oauth: as an External Application)

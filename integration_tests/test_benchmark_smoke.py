@@ -43,7 +43,7 @@ def test_latency_section_counts_every_record_and_reports_the_startup_floor(tmp_p
     assert floor["ceiling_ratio"] == round(reference_wall / (reference_wall + extra_imports), 3)
 
 
-@pytest.mark.runs_long(10)
+@pytest.mark.bench_devices
 def test_layers_section_reads_every_stream_to_its_end_with_each_layer_taken_out(tmp_path):
     """The stripped connector (benchmarks/stripped_connector.py) patches internals that may move: it must still work."""
     output = tmp_path / "results.json"
@@ -64,6 +64,7 @@ def test_layers_section_reads_every_stream_to_its_end_with_each_layer_taken_out(
     assert set(section["ratio_after_first_record"]) == set(section["runs"]) - {"reference"}
 
 
+@pytest.mark.bench_devices
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_instructions_section_counts_a_readers_instructions_per_record():
     spec = importlib.util.spec_from_file_location("bench_run", os.path.join(ROOT, "benchmarks", "run.py"))
