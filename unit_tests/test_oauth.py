@@ -133,7 +133,7 @@ def test_an_incomplete_external_application_is_refused_naming_the_field(change, 
 
 # ------------------------------------------------------------------ the token request
 def _token(m, **answer):
-    body = {"access_token": "access-token-0123456789abcdef", "expires_in": 3600, "token_type": "Bearer", **answer}
+    body = {"access_token": "access-token-Zq7yW3vK9pL2mN8xR4t", "expires_in": 3600, "token_type": "Bearer", **answer}
     return m.post(TOKEN_URL, json=body)
 
 
@@ -149,8 +149,8 @@ def test_the_token_request_is_a_form_with_scope_grant_type_and_the_client_creden
         form = {key: values for key, values in parse_qs(sent.text).items()}
         assert form == {"grant_type": ["client_credentials"], "client_id": [cfg["credentials"]["client_id"]],
                         "client_secret": [SECRET], "scope": ["Ixp.ApiAccess Ixp.Other"]}
-        assert m.last_request.headers["Authorization"] == "Bearer access-token-0123456789abcdef"
-    assert mask("access-token-0123456789abcdef") == "****" and mask(SECRET) == "****"
+        assert m.last_request.headers["Authorization"] == "Bearer access-token-Zq7yW3vK9pL2mN8xR4t"
+    assert mask("access-token-Zq7yW3vK9pL2mN8xR4t") == "****" and mask(SECRET) == "****"
 
 
 @pytest.mark.parametrize(
