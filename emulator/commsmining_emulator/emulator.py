@@ -16,6 +16,7 @@ import orjson
 
 from .faults import Fault, FaultSet
 from .identity import DEFAULT_LIFETIME, DEFAULT_SCOPES, TOKEN_PATH, Identity
+from .insights import AuditLog, Models
 from .server import EmulatorHTTPServer, fault_from_json
 from .world import DEFAULT_TOKEN, ApiError, World, _parse_time_ms
 
@@ -26,6 +27,11 @@ class Emulator:
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError("the emulator binds 127.0.0.1 only")
         self.world = World(seed=seed, comments=comments, scenario=scenario, backward_advance=backward_advance)
+        # The model history and the audit log read the world; the world does not import them.
+        self.world.models = Models(self.world)
+        self.world.models.build()
+        self.world.audit = AuditLog(self.world)
+        self.world.audit.build()
         self.identity = Identity(self.world, token_lifetime)  # POST /identity_/connect/token
         self.seed = seed
         self.host = "127.0.0.1"

@@ -433,12 +433,8 @@ class World:
         self.projects = set()
         self.streams_by_id = {}
         self._build()
-        from .insights import AuditLog, Models  # model history and audit log (insights.py imports this module)
-
-        self.models = Models(self)
-        self.models.build()
-        self.audit = AuditLog(self)
-        self.audit.build()
+        self.models = None  # the model history and the audit log (insights.py), set by the Emulator that owns this
+        self.audit = None
 
     # ------------------------------------------------------------------ scenario
     def _src(self, project, name, title, description, created_ms, kind="unknown"):
