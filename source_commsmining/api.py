@@ -19,6 +19,7 @@ from airbyte_cdk.sources.declarative.requesters.http_requester import HttpReques
 from airbyte_cdk.sources.types import StreamSlice
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from source_commsmining import roles
 from source_commsmining.envelope import BadResponse, decode
 from source_commsmining.errors import describe
 from source_commsmining.timestamps import instant
@@ -27,9 +28,6 @@ REQUESTERS = (
     "sources_requester", "stream_requester", "results_requester", "advance_requester", "reset_requester", "export_requester"
 )
 DEFAULT_MAX_RESULTS = 32
-
-
-EXPORT_PERMISSION = "'Dataset - Export' (IXP role permission; legacy 'Export datasets')"
 
 
 @dataclass(frozen=True)
@@ -227,7 +225,7 @@ class CmApi:
                 try:
                     decode(response, context=context)
                 except BadResponse as refused:
-                    hint = f"; the export needs {EXPORT_PERMISSION} on project '{cm.project}'" if response.status_code == 403 else ""
+                    hint = f"; the export needs {roles.DATASET_EXPORT} on project '{cm.project}'" if response.status_code == 403 else ""
                     return Uploaded(unavailable=f"{response.status_code}: {describe(refused)}{hint}")
             page = decode(response, required=("comments",), context=context)
             entries = page["comments"] if isinstance(page["comments"], list) else []

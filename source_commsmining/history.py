@@ -42,6 +42,7 @@ from airbyte_cdk.sources.declarative.extractors.record_extractor import RecordEx
 
 from source_commsmining.envelope import BadResponse, decode
 from source_commsmining.timestamps import iso_instant
+from source_commsmining.taxonomies import label_parent
 
 COMMENTS = "dataset_comments"
 LABELS = "dataset_comment_labels"
@@ -170,7 +171,7 @@ def label_rows(record: Mapping[str, Any]) -> Tuple[List[Dict[str, Any]], int]:
                 "kind": kind,
                 "label": name,
                 "occurrence": occurrence,
-                "parent": name.rpartition(LEVELS)[0] or None,
+                "parent": label_parent(name),
                 "probability": probability if probability.__class__ in (int, float) else None,
                 # A reviewed label's sentiment is `positive`/`negative`; a predicted one's is a score.
                 "sentiment": sentiment if kind == REVIEWED and sentiment.__class__ is str else None,

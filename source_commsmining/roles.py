@@ -14,6 +14,7 @@ CONSUME_STREAMS = '"Consume streams" (IXP: "Stream - Consume")'
 VIEW_SOURCES = '"View sources" (IXP: "Source - Read")'
 VIEW_LABELS = '"View labels"'
 VIEW_STREAMS = '"View streams"'
+DATASET_EXPORT = "'Dataset - Export' (IXP role permission; legacy 'Export datasets')"
 
 
 def needs(*permissions: str, project: str = "") -> str:

@@ -18,7 +18,8 @@ import requests
 from airbyte_cdk.sources.declarative.extractors.record_extractor import RecordExtractor
 
 from source_commsmining.envelope import decode
-from source_commsmining.history import LEVELS, label_name
+from source_commsmining.history import label_name
+from source_commsmining.taxonomies import label_parent
 
 
 @dataclass
@@ -41,4 +42,4 @@ class StreamThresholdsExtractor(RecordExtractor):
                     continue
                 seen.add(name)
                 yield {"stream": stream.get("name"), "stream_id": stream.get("id"), "model_version": model.get("version"),
-                       "label": name, "parent": name.rpartition(LEVELS)[0] or None, "threshold": threshold}
+                       "label": name, "parent": label_parent(name), "threshold": threshold}
