@@ -9,6 +9,8 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 pytest_plugins = ["airbyte_cdk.test.standard_tests.pytest_hooks"]
 
+import logging  # noqa: E402
+
 import pytest  # noqa: E402
 from airbyte_cdk.test.standard_tests.connector_base import ConnectorTestSuiteBase  # noqa: E402
 
@@ -47,3 +49,15 @@ def pytest_collection_modifyitems(session, config, items):
         return float(mark.args[0]) if mark else 0.0
 
     items.sort(key=lambda item: -seconds(item))
+
+
+@pytest.fixture(autouse=True)
+def airbyte_logger_as_in_a_process_of_its_own():
+    """PyAirbyte (the `airbyte` package), once it ran in a test worker, keeps the `airbyte` logger to its own file
+    (propagate off): the connector's log lines, which go through that logger, would then vanish from the output
+    of every in-process run after it in that worker. Each test gets the logger as a process of its own has it."""
+    logger = logging.getLogger("airbyte")
+    saved = logger.propagate, list(logger.handlers)
+    logger.propagate, logger.handlers = True, []
+    yield
+    logger.propagate, logger.handlers = saved

@@ -22,7 +22,6 @@ How to write a fast test here (`make test` must stay under 6 minutes on 2 cores)
 
 import io
 import json
-import logging
 import os
 import shutil
 import signal
@@ -200,11 +199,6 @@ def _run_in_process(args: List[str], timeout: float, env: Dict[str, str]) -> Run
     previous_alarm = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)
     returncode: Optional[int] = 0
-    # PyAirbyte (the `airbyte` package), once it ran in this worker, keeps the `airbyte` logger to its own file
-    # (propagate off): the connector's log lines would never reach its output. As in a process of its own, they do.
-    airbyte_logger = logging.getLogger("airbyte")
-    saved_logger = airbyte_logger.propagate, list(airbyte_logger.handlers)
-    airbyte_logger.propagate, airbyte_logger.handlers = True, []
     try:
         os.environ.update(env)
         sys.stdout, sys.stderr, sys.__stdout__ = out, err, out
@@ -219,7 +213,6 @@ def _run_in_process(args: List[str], timeout: float, env: Dict[str, str]) -> Run
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous_alarm)
-        airbyte_logger.propagate, airbyte_logger.handlers = saved_logger[0], saved_logger[1]
         sys.stdout, sys.stderr, sys.__stdout__ = saved_streams
         for key, value in saved_env.items():
             if value is None:
