@@ -269,8 +269,13 @@ class Handler(BaseHTTPRequestHandler):
                 msg = fault.body or "Injected fault: %d %s" % (fault.status, REASONS.get(fault.status, "Error"))
                 self._send(fault.status, orjson.dumps({"status": "error", "message": msg}), headers=headers, t0=t0)
                 return
-        if emu.latency_ms:
-            emu._sleep(emu.latency_ms / 1000.0)
+        # Latency is a call's round trip, at least: half before the call is handled (the request on its way), the
+        # rest once it is (the answer on its way), less what handling took. Handling is this process's CPU, which
+        # a busy emulator shares among its threads and a tenant's servers do not: counted inside the latency, it
+        # does not make a call slower because other clients call at the same time.
+        due = time.perf_counter() + emu.latency_ms / 1000.0 if emu.latency_ms else None
+        if due is not None:
+            emu._sleep(emu.latency_ms / 2000.0)
         headers = None
         try:
             auth = self.headers.get("Authorization") or ""
@@ -303,6 +308,8 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as e:  # noqa: BLE001
             status, obj = 500, {"status": "error", "message": "Internal error: %s" % e}
         emu._record(method, self.path, 0 if drop_after else status, route)
+        if due is not None:
+            emu._sleep(due - time.perf_counter())
         if drop_after:
             self._drop(reset=True)
             return

@@ -414,6 +414,30 @@ def test_fault_hang_and_delay(fresh):
     fresh.set_latency(0)
 
 
+def test_latency_is_a_round_trip_that_counts_the_handling_inside_it(fresh, monkeypatch):
+    """A tenant's latency does not grow with the emulator's own CPU: a call whose handling takes 0.3 s under
+    a latency of 0.5 s takes about 0.5 s, not 0.8 s; what handling takes beyond the latency is added."""
+    s = session(fresh)
+    world_results = fresh.world.results
+
+    def slow_results(*args, **kwargs):
+        time.sleep(0.3)
+        return world_results(*args, **kwargs)
+
+    monkeypatch.setattr(fresh.world, "results", slow_results)
+    fresh.set_latency(500)
+    t = time.perf_counter()
+    assert results(s, fresh, "triage", max_results=4)["results"]
+    took = time.perf_counter() - t
+    assert 0.5 <= took < 0.75, took
+    fresh.set_latency(100)
+    t = time.perf_counter()
+    results(s, fresh, "triage", max_results=4)
+    took = time.perf_counter() - t
+    assert took >= 0.35, took  # half the latency before handling, then the handling: nothing left to wait
+    fresh.set_latency(0)
+
+
 def test_fault_rate_is_reproducible():
     def run():
         with Emulator(seed=5, comments=50) as e:
