@@ -83,8 +83,8 @@ integration: $(STAMP)
 chaos-large: $(STAMP)  ## the long kill/resume runs (hundreds of kills: over a large stream; end to end into DuckDB and PostgreSQL)
 	CHAOS_SCALE=large $(PY) -m pytest integration_tests/test_chaos.py integration_tests/test_exactly_once.py -v
 
-properties-large: $(STAMP)  ## the property tests of valid bodies at their full example counts (`make test` runs 30% of them)
-	PROPERTIES_SCALE=large $(PY) -m pytest unit_tests/test_properties.py -v
+properties-large: $(STAMP)  ## the property tests of valid bodies at their full example counts (`make test` runs 30% of them), and 200 fuzzed /results bodies (30)
+	PROPERTIES_SCALE=large FUZZ_EXAMPLES=200 $(PY) -m pytest unit_tests/test_properties.py unit_tests/test_fuzz_results.py -v
 
 # The measuring devices (valgrind's counts, the stripped connector: they patch internals that may move) are
 # checked first, at tiny sizes, by the tests marked bench_devices (not part of `make test`).

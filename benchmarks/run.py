@@ -50,8 +50,13 @@ RSS_GOAL_MB = 150
 RSS_FLAT_MB = 15  # "flat": the largest size's peak RSS at most this far from the smallest's
 
 RECORD_PATTERNS = (b'"type":"RECORD"', b'"type": "RECORD"')
-# A stream_results RECORD (the flat tables' rows are RECORDs too): its message names the stream.
-RESULTS_RECORD_PATTERNS = (b'"stream":"stream_results"', b'"stream": "stream_results"')
+
+
+def stream_record_patterns(stream):
+    """How a RECORD of `stream` is told from the flat tables' rows (RECORDs too): its message names the stream."""
+    return (b'"stream":"%s"' % stream.encode(), b'"stream": "%s"' % stream.encode())
+
+
 STATE_PATTERNS = (b'"type":"STATE"', b'"type": "STATE"')
 
 
@@ -176,12 +181,13 @@ def reader_cmd(kind, emu, streams, workdir, parallel=4, tables=RESULTS_ONLY):
     return reference_cmd(emu, streams)
 
 
-def run_reader(cmd, expect=None, label="", env=None, all_tables=False):
+def run_reader(cmd, expect=None, label="", env=None, all_tables=False, main_stream="stream_results"):
     """Run cmd, count RECORD/STATE lines on its stdout; wall time start->exit; peak RSS of that child.
 
-    `expect` is the number of stream_results records; with `all_tables` the flat tables' rows are
-    counted apart (`records` is every RECORD line, `results_records` the stream_results ones).
+    `expect` is the number of `main_stream` records; with `all_tables` the flat tables' rows are
+    counted apart (`records` is every RECORD line, `results_records` the `main_stream` ones).
     """
+    main_patterns = stream_record_patterns(main_stream)
     stderr_f = tempfile.TemporaryFile()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_f, bufsize=0,
@@ -200,8 +206,8 @@ def run_reader(cmd, expect=None, label="", env=None, all_tables=False):
             recs = sum(buf.count(p) for p in RECORD_PATTERNS) - sum(tail.count(p) for p in RECORD_PATTERNS)
             counts["records"] += recs
             counts["states"] += sum(buf.count(p) for p in STATE_PATTERNS) - sum(tail.count(p) for p in STATE_PATTERNS)
-            counts["results_records"] += (sum(buf.count(p) for p in RESULTS_RECORD_PATTERNS)
-                                          - sum(tail.count(p) for p in RESULTS_RECORD_PATTERNS))
+            counts["results_records"] += (sum(buf.count(p) for p in main_patterns)
+                                          - sum(tail.count(p) for p in main_patterns))
             counts["bytes"] += len(chunk)
             if recs and counts["first_record_t"] is None:
                 counts["first_record_t"] = time.perf_counter()
@@ -612,6 +618,68 @@ def _section_multi(a, results, save):
     results["multi_stream"] = multi_stream(a.multi_n, a.latency_ms, a.multi_streams)
 
 
+# The dataset history and its flat table: one export read serves both (history.py).
+HISTORY_TABLES = ("dataset_comments", "dataset_comment_labels")
+
+
+def history_cmd(emu, workdir):
+    """The connector reading `HISTORY_TABLES` of PROJECT's datasets, every comment from the start (default windows)."""
+    config = {"api_endpoint": emu.url, "api_token": emu.token, "streams": [], "project": PROJECT}
+    cfg, cat = os.path.join(workdir, "config.json"), os.path.join(workdir, "catalog.json")
+    with open(cfg, "w") as f:
+        json.dump(config, f)
+    with open(cat, "w") as f:
+        json.dump({"streams": [{
+            "stream": {"name": table, "json_schema": {}, "supported_sync_modes": ["full_refresh", "incremental"],
+                       "source_defined_cursor": True, "default_cursor_field": ["created_at"]},
+            "sync_mode": "incremental", "destination_sync_mode": "append_dedup", "cursor_field": ["created_at"]}
+            for table in HISTORY_TABLES]}, f)
+    return [CONNECTOR, "read", "--config", cfg, "--catalog", cat]
+
+
+def history_peak_rss(sizes, save=lambda: None, section=None):
+    """The connector's peak RSS reading `dataset_comments` with its flat table, PROJECT's datasets of each size.
+
+    Nothing lost: the dataset_comments records are as many as the export serves for PROJECT's datasets
+    (the emulator's count), and the run exits 0. No latency: memory, not time, is measured.
+    """
+    section = {} if section is None else section
+    runs = {}
+    section.update({"goal": "< %s MB and flat (spread < %s MB)" % (RSS_GOAL_MB, RSS_FLAT_MB), "tables": list(HISTORY_TABLES),
+                    "sizes_run": [], "runs": runs})
+    for n in sizes:
+        with EmulatorProcess(n, 0) as emu, tempfile.TemporaryDirectory(prefix="cm-bench-run-") as wd:
+            names = requests.get("%s/api/v1/datasets/%s" % (emu.url, PROJECT), timeout=30,
+                                 headers={"Authorization": "Bearer " + emu.token}).json()["datasets"]
+            expect = sum(emu.admin("GET", "datasets/%s/%s" % (PROJECT, d["name"]))["exported_comments"] for d in names)
+            label = "connector dataset_comments + labels n=%d (%d comments in %d datasets)" % (n, expect, len(names))
+            log("run %s" % label)
+            run = run_reader(history_cmd(emu, wd), expect=expect, label=label, all_tables=True, main_stream=HISTORY_TABLES[0])
+        run.update({"comments": n, "expected_records": expect, "datasets": len(names)})
+        log("  -> %d dataset_comments records, %d rows in all in %.2fs, peak RSS %.1f MB" % (
+            run["results_records"], run["records"], run["wall_s"], run["peak_rss_mb"]))
+        runs[str(n)] = run
+        section["sizes_run"].append(n)
+        save()
+    rss = [v["peak_rss_mb"] for v in runs.values()]
+    section.update({
+        "peak_rss_mb": {k: v["peak_rss_mb"] for k, v in runs.items()},
+        "max_mb": max(rss), "spread_mb": round(max(rss) - min(rss), 1),
+        "nothing_lost": all("error" not in run for run in runs.values()),
+        "note": "comments = the size of the emulator's default scenario (the collections dataset); records counted "
+                "against the export's own count for every dataset of the project; flat = spread < %s MB" % RSS_FLAT_MB})
+    section["goal_met"] = bool(section["nothing_lost"] and max(rss) < RSS_GOAL_MB and section["spread_mb"] < RSS_FLAT_MB)
+    if 1_000_000 not in sizes:
+        section["note"] += "; the 1,000,000-comment size was NOT run in this invocation"
+    return section
+
+
+def _section_history_rss(a, results, save):
+    log("== peak RSS of dataset_comments with dataset_comment_labels, sizes %s" % a.sizes)
+    results["history_peak_rss"] = {}
+    history_peak_rss(a.sizes, save, results["history_peak_rss"])
+
+
 def _section_rss(a, results, save):
     log("== peak RSS of stream_results with every results table selected, sizes %s" % a.sizes)
     results["peak_rss"] = {}
@@ -655,8 +723,7 @@ def _section_comments_history(a, results, save):
 
 # Every section, in the order `make bench` runs them: (name for --only, function(args, results, save)).
 # A section adds its key to results; one with a goal sets `goal` and `goal_met` (printed PASS/FAIL).
-# To add one (e.g. a `dataset_comments` memory run, or reading histories side by side from
-# benchmarks/history_bench.py), append it here and, if `make bench` should run it, to DEFAULT_SECTIONS.
+# To add one, append it here and, if `make bench` should run it, to DEFAULT_SECTIONS.
 SECTIONS = (
     ("guard", _section_guard),
     ("capacity", _section_capacity),
@@ -664,12 +731,13 @@ SECTIONS = (
     ("latency", _section_latency),
     ("multi", _section_multi),
     ("rss", _section_rss),
+    ("history_rss", _section_history_rss),
     ("layers", _section_layers),
     ("instructions", _section_instructions),
     ("history", _section_history),
     ("comments_history", _section_comments_history),
 )
-DEFAULT_SECTIONS = ("guard", "capacity", "throughput", "latency", "multi", "rss", "history", "comments_history")
+DEFAULT_SECTIONS = ("guard", "capacity", "throughput", "latency", "multi", "rss", "history_rss", "history", "comments_history")
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="source-commsmining benchmarks")
@@ -788,10 +856,11 @@ def print_summary(r):
                                                                             x["goal"], _pass(x))))
         rows.append(("  CPU use (cores)", ", ".join("%s: connector %s, emulator %s, load %s" % (
             k, v["reader_cpu_cores"], v["emulator_cpu_cores"], v["load_average_1min"]) for k, v in _by_size(x["runs"]))))
-    if "peak_rss" in r and "peak_rss_mb" in r["peak_rss"]:
-        x = r["peak_rss"]
-        rows.append(("peak RSS, every results table", ", ".join("%s: %.1f MB" % (k, v) for k, v in _by_size(x["peak_rss_mb"]))
-                     + "; nothing lost: %s (goal %s) %s" % (x["nothing_lost"], x["goal"], _pass(x))))
+    for key, title in (("peak_rss", "peak RSS, every results table"), ("history_peak_rss", "peak RSS, dataset history + labels")):
+        if key in r and "peak_rss_mb" in r[key]:
+            x = r[key]
+            rows.append((title, ", ".join("%s: %.1f MB" % (k, v) for k, v in _by_size(x["peak_rss_mb"]))
+                         + "; nothing lost: %s (goal %s) %s" % (x["nothing_lost"], x["goal"], _pass(x))))
     for key, title in (("history_dataset_comments", "dataset_comments history"), ("history_comments", "comments history")):
         if key in r:
             goals = r[key].get("goals") or {}

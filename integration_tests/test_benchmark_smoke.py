@@ -103,22 +103,31 @@ def test_multi_stream_section_reads_every_stream_to_its_end_and_reports_the_spee
     assert isinstance(section["goal_met"], bool)
 
 
-@pytest.mark.runs_long(15)
-def test_rss_section_selects_every_results_table_and_counts_the_comments_delivered(tmp_path):
+@pytest.mark.runs_long(20)
+def test_rss_sections_select_every_table_of_their_reads_and_count_the_comments_delivered(tmp_path):
     output = tmp_path / "results.json"
     subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick", "--only", "rss", "--sizes", "40,80",
+        [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick", "--only", "rss,history_rss", "--sizes", "40,80",
          "--output", str(output)],
         check=True, capture_output=True, timeout=300,
     )
-    section = json.loads(output.read_text())["peak_rss"]
-
+    results = json.loads(output.read_text())
+    section = results["peak_rss"]
     assert section["tables"] == ["stream_results", "stream_result_labels", "stream_result_fields"]
     for size, run in section["runs"].items():
         assert "error" not in run, run
         assert run["results_records"] == int(size) and run["streams_fully_advanced"] is True
         assert run["records"] > run["results_records"]  # the flat tables' rows were written too
     assert section["nothing_lost"] is True and section["spread_mb"] == round(section["max_mb"] - min(section["peak_rss_mb"].values()), 1)
+
+    history = results["history_peak_rss"]
+    assert history["tables"] == ["dataset_comments", "dataset_comment_labels"]
+    for size, run in history["runs"].items():
+        assert "error" not in run, run
+        # every comment the export serves for the project's datasets, the scenario's collections dataset among them
+        assert run["results_records"] == run["expected_records"] > int(size) * 0.9
+        assert run["records"] > run["results_records"]  # label rows were written too
+    assert history["nothing_lost"] is True and isinstance(history["goal_met"], bool)
 
 
 def test_cpu_guard_passes_within_the_bound_and_names_the_mechanisms_it_needs(monkeypatch):

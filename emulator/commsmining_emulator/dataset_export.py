@@ -77,6 +77,11 @@ def _by_timestamp(ds: Dataset) -> list:
     return items
 
 
+def exported_count(ds: Dataset) -> int:
+    """How many comments the export serves for `ds` (its re-uploads are versions of a comment, not comments)."""
+    return len(_by_timestamp(ds))
+
+
 # ---------------------------------------------------------------- what each comment carries
 def model_version(ds: Dataset) -> int:
     """The dataset's model: the version of its first stream with one (so thresholds and predictions agree)."""

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from .dataset_export import exported_count
 from .faults import Fault, FaultSet
 from .identity import DEFAULT_LIFETIME, DEFAULT_SCOPES, TOKEN_PATH, Identity
 from .insights import AuditLog, Models
@@ -263,6 +264,9 @@ class Emulator:
             if len(segs) == 5 and segs[4] == "consume" and method == "POST":
                 p, d, s = segs[1:4]
                 return 200, {"status": "ok", "uids": self.consume(p, d, s, int(body.get("n", 1)))}
+        if len(segs) == 3 and segs[0] == "datasets" and method == "GET":
+            ds = w.dataset(segs[1], segs[2])
+            return 200, {"status": "ok", "exported_comments": exported_count(ds)}
         if segs == ["upload"] and method == "POST":
             uids = self.upload(body["project"], body["source"], int(body.get("n", 1)), body.get("timestamp"),
                                body.get("days_back"))
