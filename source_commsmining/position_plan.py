@@ -31,6 +31,7 @@ from typing import Any, Dict, Generator, Mapping, Optional, Union
 from airbyte_cdk.models import FailureType, Level
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from source_commsmining import roles
 from source_commsmining.api import Refusal
 from source_commsmining.errors import mask
 from source_commsmining.reading_events import Log
@@ -47,12 +48,9 @@ SKEW = timedelta(minutes=5)
 
 
 
-def consume_permissions(key: str) -> str:
+def reset_needs(key: str) -> str:
     """What a reset needs (UiPath's reset page: what consuming needs; "Modify streams" only changes a definition)."""
-    return (
-        f"'Consume streams' and 'View labels' permissions on project '{key.split('/')[0]}' (IXP: 'Stream - "
-        "Consume', which the IXP Developer and IXP Project Admin roles grant)"
-    )
+    return roles.needs(roles.CONSUME_STREAMS, roles.VIEW_LABELS, project=key.split("/")[0])
 
 
 # ---------------------------------------------------------------- what the decision asks, and is answered
@@ -362,7 +360,7 @@ def _start(key: str, settings: Settings, now: datetime) -> Plan:
     refusal = yield Reset(target, f"the start reset to {where}")
     if refusal is not None:
         fix = (
-            f"Give the token the {consume_permissions(key)} (a reset needs what reading needs)"
+            f"Give the token {reset_needs(key)}: a reset needs what reading needs"
             if refusal.status == 403
             else "Set start_date_for_streams to a time the API accepts (with start_position take_over_from_date)"
         )
@@ -478,8 +476,8 @@ def _refused_reset(key: str, refusal: Optional[Refusal]) -> str:
     if refusal.status != 403:
         return f"the API refused the reset ({refusal.status}: {refusal.reason})."
     return (
-        f"the API refused the reset (403: {refusal.reason}). A reset needs the {consume_permissions(key)}, the same as "
-        "reading the stream; if the token has them, the API refused for the reason it gives."
+        f"the API refused the reset (403: {refusal.reason}). A reset needs what reading the stream needs, "
+        f"{reset_needs(key)}; if the token has them, the API refused for the reason it gives."
     )
 
 
@@ -493,7 +491,7 @@ def _refused_resume(
     elif not settings.rewind:
         why = "rewind_on_resume is off"
         recover = (
-            f"turn rewind_on_resume on (a reset needs the same {consume_permissions(key)} as reading the stream), or "
+            f"turn rewind_on_resume on (a reset needs what reading the stream needs, {reset_needs(key)}), or "
             f"reset the stream in Communications Mining by hand to {watermark}"
         )
     elif unsafe:
@@ -501,7 +499,7 @@ def _refused_resume(
     elif refusal:
         why = f"the API refused to reset it ({refusal.status}: {refusal.reason}) to the state's watermark"
         recover = (
-            f"give the token the {consume_permissions(key)} (a reset needs what reading needs) or, if it has them, resolve "
+            f"give the token {reset_needs(key)} (a reset needs what reading needs) or, if it has them, resolve "
             f"what the API's refusal says; or reset the stream in Communications Mining by hand to {watermark}"
         )
     else:

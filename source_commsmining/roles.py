@@ -23,6 +23,3 @@ def needs(*permissions: str, project: str = "") -> str:
     where = f" on project '{project}'" if project else ""
     return f"{listed}{where} (granted by {ROLES})"
 
-
-# After "the 'Consume streams' and 'View labels' permissions on project 'x'" in the reset messages.
-RESET = f'(in IXP: "Stream - Consume" and "View labels", granted by {ROLES})'

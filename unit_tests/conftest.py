@@ -12,6 +12,8 @@ from source_commsmining import SourceCommsmining
 
 BASE = "https://acme.reinfer.io/api"
 TOKEN = "tok-SECRET-9f8e7d"
+# What a message asking for a stream reset's permissions says (project acme), as a user reads it.
+RESET_NEEDS = """"Consume streams" (IXP: "Stream - Consume") and "View labels" on project 'acme' (granted by the IXP Developer"""
 
 
 def config(**overrides: Any) -> Dict[str, Any]:

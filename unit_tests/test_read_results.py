@@ -6,6 +6,7 @@ import pytest
 import requests_mock
 from airbyte_cdk.models import AirbyteStateBlob, FailureType, SyncMode, Type
 
+from unit_tests.conftest import RESET_NEEDS as NEEDS
 from unit_tests.conftest import (
     TOKEN,
     definition,
@@ -206,7 +207,7 @@ def test_resume_with_a_refused_reset_warns_and_only_advances():
     assert not output.errors
     assert advance.request_history[0].json() == {"sequence_id": "b7"}
     [warning] = [log.log.message for log in output.logs if "refused the reset" in log.log.message]
-    assert "'Consume streams' and 'View labels' permissions on project 'acme'" in warning
+    assert NEEDS in warning
     assert "Forbidden: missing permission 'View labels' on project 'acme'" in warning
     assert "Modify streams" not in warning and TOKEN not in warning
 

@@ -10,7 +10,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from source_commsmining import SourceCommsmining
 from source_commsmining.api import CmStream
 from source_commsmining.envelope import BadResponse, decode
-from unit_tests.conftest import batch, catalog, config, results_state, run_read, stream_url
+from unit_tests.conftest import RESET_NEEDS as NEEDS, batch, catalog, config, results_state, run_read, stream_url
 
 TRIAGE = CmStream("acme", "collections", "triage")
 
@@ -124,13 +124,13 @@ def test_only_a_400_at_resume_is_a_refusal_any_other_bad_answer_fails_the_sync(a
         # No watermark: no reset is possible whatever the permissions, so only a reset by hand helps.
         ({"continuation": "b7", "created_at": None}, {}, None, "no created_at watermark", "permission"),
         ({"continuation": "b7", "created_at": "2024-02-01T00:00:07Z"}, {"rewind_on_resume": False}, None,
-         "turn rewind_on_resume on (a reset needs the same 'Consume streams' and 'View labels' permissions on project 'acme'",
+         'turn rewind_on_resume on (a reset needs what reading the stream needs, ' + NEEDS,
          "no created_at watermark"),
         # A reset needs what reading needs ("Modify streams" only changes a definition); the API's reason is quoted.
         ({"continuation": "b7", "created_at": "2024-02-01T00:00:07Z"}, {}, 403,
          "refused to reset it (403: The Communications Mining API refused POST", "turn rewind_on_resume on"),
         ({"continuation": "b7", "created_at": "2024-02-01T00:00:07Z"}, {}, 403,
-         "give the token the 'Consume streams' and 'View labels' permissions on project 'acme'", "Modify streams"),
+         'give the token ' + NEEDS, "Modify streams"),
     ],
 )
 def test_a_refused_resume_without_a_reset_fails_with_the_ways_out_that_apply(cursor, overrides, reset_status, says, does_not_say):

@@ -14,7 +14,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from source_commsmining import SourceCommsmining, liveness
 from source_commsmining.api import CmStream
 from source_commsmining.config import validate_config
-from unit_tests.conftest import batch, catalog, comment, config, definition, results_state, run_read, stream_url
+from unit_tests.conftest import RESET_NEEDS as NEEDS, batch, catalog, comment, config, definition, results_state, run_read, stream_url
 
 TRIAGE = {"project": "acme", "dataset": "collections", "stream": "triage"}
 WATERMARK = "2024-02-01T00:00:07.000000Z"  # comment(7)'s created_at
@@ -184,7 +184,7 @@ def test_no_state_with_start_position_current_reads_without_a_reset_and_warns():
 @pytest.mark.parametrize(
     "status, body, says",
     [
-        (403, {"status": "error", "message": "Forbidden"}, "'Consume streams' and 'View labels'"),
+        (403, {"status": "error", "message": "Forbidden"}, NEEDS),
         (400, {"status": "error", "message": "Invalid to_comment_created_at"}, "Invalid to_comment_created_at"),
     ],
 )
