@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -106,6 +107,16 @@ def served_uids(emu: Emulator, project: str, from_ms) -> set:
     return uids
 
 
+def process_cpu_s(pid: int):
+    """CPU seconds (user + sys) process `pid` has used so far (/proc; None elsewhere)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def catalog() -> dict:
     return {"streams": [{
         "stream": {"name": "comments", "json_schema": {}, "supported_sync_modes": ["full_refresh", "incremental"],
@@ -128,17 +139,22 @@ def run_connector(emu: Emulator, project: str, expected: set, window_days: int, 
         calls_before = sum(1 for _, path, _ in emu.request_log if "/comments" in path)
         log("run %s" % label)
         requests_before = emu.stats()["requests"]
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         first_call = None
         with open(out_path, "wb") as out, open(os.path.join(wd, "err.log"), "wb") as err:
             proc = subprocess.Popen([CONNECTOR, "read", "--config", paths["config"], "--catalog", paths["catalog"]],
                                     stdout=out, stderr=err)
+            cpu_at_first_call = None
             while proc.poll() is None:  # the connector's start-up (imports, manifest) ends with its first API call
                 if first_call is None and emu.stats()["requests"] > requests_before:
                     first_call = time.perf_counter()
+                    cpu_at_first_call = process_cpu_s(proc.pid)
                 time.sleep(0.01)
             code = proc.returncode
         ended = time.perf_counter()
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the connector, reaped by poll()
+        cpu = sum(getattr(children_after, f) - getattr(children_before, f) for f in ("ru_utime", "ru_stime"))
         wall = ended - started
         reading = ended - (first_call or started)
         calls = sum(1 for _, path, _ in emu.request_log if "/comments" in path) - calls_before
@@ -158,12 +174,15 @@ def run_connector(emu: Emulator, project: str, expected: set, window_days: int, 
         "records_per_s": round(len(uids) / wall, 1) if wall else None,
         "startup_s": round(wall - reading, 3), "reading_s": round(reading, 3),
         "records_per_s_reading": round(len(uids) / reading, 1) if reading else None,
+        # The connector's CPU per second while it reads (from its first API call): near 1.0, its one
+        # interpreter is the limit, not how its reads are scheduled.
+        "connector_cpu_cores": round((cpu - cpu_at_first_call) / reading, 2) if reading and cpu_at_first_call is not None else None,
     }
     result["complete_and_once"] = code == 0 and len(uids) == len(set(uids)) and set(uids) == expected
     if not result["complete_and_once"]:
         result["error_tail"] = err_tail
-    log("  -> %d records (%d unique, %d expected) in %.2fs (%.2fs from the first API call), %d export calls" % (
-        len(uids), len(set(uids)), len(expected), wall, reading, calls))
+    log("  -> %d records (%d unique, %d expected) in %.2fs (%.2fs from the first API call), %d export calls, "
+        "connector at %s of a core" % (len(uids), len(set(uids)), len(expected), wall, reading, calls, result["connector_cpu_cores"]))
     return result
 
 
@@ -229,14 +248,15 @@ def main(argv=None) -> int:
     for name, (text, target, fast, slow) in goals.items():
         measured = ratio(fast, slow)
         if measured is not None:
-            results["goals"][name] = {"goal": text, "ratio": measured, "pass": measured >= target}
+            results["goals"][name] = {"goal": text, "ratio": measured, "pass": measured >= target,
+                                      "connector_cpu_cores": runs[fast]["connector_cpu_cores"]}
             results["wall_clock_ratios"][name] = ratio(fast, slow, "records_per_s")
     results["goals"]["exact"] = {"goal": "every run delivers each comment exactly once",
                                  "pass": all(run["complete_and_once"] for run in runs.values())}
     with open(args.output, "w") as f:
         json.dump(results, f, indent=1)
     for name, goal in results["goals"].items():
-        figure = " (%.2fx)" % goal["ratio"] if "ratio" in goal else ""
+        figure = " (%.2fx; the connector at %s of a core)" % (goal["ratio"], goal["connector_cpu_cores"]) if "ratio" in goal else ""
         print("%s %s: %s%s" % ("PASS" if goal["pass"] else "FAIL", name, goal["goal"], figure))
     print("figures: %s" % args.output)
     return 0 if all(goal["pass"] for goal in results["goals"].values()) else 1

@@ -357,14 +357,20 @@ def layers(comments, repeats):
 INSTRUCTION_SIZES = (300, 1300)
 
 
+# Python's hash seed for every reader counted under valgrind: the same start-up at both sizes (see instructions).
+HASH_SEED = "0"
+
+
 def instructions(kinds=("reference", "connector") + LAYER_VARIANTS, sizes=INSTRUCTION_SIZES):
     """CPU instructions per record of each reader in steady state: (count at the larger size - at the smaller) / difference.
 
     Counted by valgrind (`--tool=cachegrind --cache-sim=no`), in the reader's process only (not the
-    emulator's), so unlike wall time it does not depend on what else the machine runs: the same
-    code gives the same count to a few percent (the connector's threads make it move by up to ~5%).
-    Start-up cancels out in the difference. About 25 s per connector run under valgrind (start-up
-    included), so the section takes a few minutes.
+    emulator's), so unlike wall time it does not depend on what else the machine runs. Start-up
+    cancels out in the difference, as long as it is the same at both sizes: every reader runs with
+    one hash seed (HASH_SEED), since the start-up's count moves by some 40 million instructions from
+    one random seed to another, which is 40k a record over the 1,000 records between the sizes (the
+    per-record cost itself moves by 0.5% between seeds). About 25 s per connector run under valgrind
+    (start-up included), so the section takes a few minutes.
     """
     valgrind = shutil.which("valgrind")
     if not valgrind:
@@ -380,7 +386,8 @@ def instructions(kinds=("reference", "connector") + LAYER_VARIANTS, sizes=INSTRU
                     cmd = [connector_python()] + cmd  # valgrind runs the interpreter, not the script's shebang
                 log("instructions %s n=%d" % (kind, n))
                 done = subprocess.run([valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
-                                      + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=3600)
+                                      + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=3600,
+                                      env=dict(os.environ, PYTHONHASHSEED=HASH_SEED))
                 found = re.search(rb"I\s+refs:\s+([\d,]+)", done.stderr)
                 records = sum(done.stdout.count(p) for p in RECORD_PATTERNS)
                 if done.returncode != 0 or not found or records != n:
@@ -390,7 +397,7 @@ def instructions(kinds=("reference", "connector") + LAYER_VARIANTS, sizes=INSTRU
     return {
         "sizes": list(sizes), "counts": counts,
         "per_record_k": {kind: round((c[str(big)] - c[str(small)]) / (big - small) / 1000) for kind, c in counts.items()},
-        "note": "thousands of instructions per record, steady state, reader process only",
+        "note": "thousands of instructions per record, steady state, reader process only, PYTHONHASHSEED=%s" % HASH_SEED,
     }
 
 
@@ -864,8 +871,10 @@ def print_summary(r):
     for key, title in (("history_dataset_comments", "dataset_comments history"), ("history_comments", "comments history")):
         if key in r:
             goals = r[key].get("goals") or {}
-            rows.append((title + " @100ms", "; ".join("%s x%s %s" % (name, g.get("ratio", "-"), "PASS" if g.get("pass") else "FAIL")
-                                                    for name, g in goals.items()) or r[key].get("error", "no figures")))
+            rows.append((title + " @100ms", "; ".join("%s x%s %s%s" % (
+                name, g.get("ratio", "-"), "PASS" if g.get("pass") else "FAIL",
+                " (connector at %s of a core)" % g["connector_cpu_cores"] if g.get("connector_cpu_cores") is not None else "")
+                for name, g in goals.items()) or r[key].get("error", "no figures")))
     if "layers_no_latency" in r:
         x = r["layers_no_latency"]
         rows.append(("layers (not a goal)", "steady-state ratio to the reference, no latency: " + ", ".join(
