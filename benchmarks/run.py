@@ -576,13 +576,18 @@ def peak_rss(sizes, tables, save=lambda: None, section=None):
         runs[str(n)] = measure("connector", n, 0, tables=tables)
         section["sizes_run"].append(n)
         save()
+    return rss_verdict(section, sizes, all("error" not in run and run["streams_fully_advanced"] for run in runs.values()),
+                       "flat = spread between smallest and largest size < %s MB" % RSS_FLAT_MB)
+
+
+def rss_verdict(section, sizes, nothing_lost, note):
+    """A memory section's figures and goal, from its runs: every size under RSS_GOAL_MB, flat, nothing lost."""
+    runs = section["runs"]
     rss = [v["peak_rss_mb"] for v in runs.values()]
     section.update({
         "peak_rss_mb": {k: v["peak_rss_mb"] for k, v in runs.items()},
-        "max_mb": max(rss), "spread_mb": round(max(rss) - min(rss), 1),
-        "nothing_lost": all("error" not in run and run["streams_fully_advanced"] for run in runs.values()),
-        "note": "flat = spread between smallest and largest size < %s MB" % RSS_FLAT_MB})
-    section["goal_met"] = bool(section["nothing_lost"] and max(rss) < RSS_GOAL_MB and section["spread_mb"] < RSS_FLAT_MB)
+        "max_mb": max(rss), "spread_mb": round(max(rss) - min(rss), 1), "nothing_lost": nothing_lost, "note": note})
+    section["goal_met"] = bool(nothing_lost and max(rss) < RSS_GOAL_MB and section["spread_mb"] < RSS_FLAT_MB)
     if 1_000_000 not in sizes:
         section["note"] += "; the 1,000,000-comment size was NOT run in this invocation"
     return section
@@ -668,17 +673,9 @@ def history_peak_rss(sizes, save=lambda: None, section=None):
         runs[str(n)] = run
         section["sizes_run"].append(n)
         save()
-    rss = [v["peak_rss_mb"] for v in runs.values()]
-    section.update({
-        "peak_rss_mb": {k: v["peak_rss_mb"] for k, v in runs.items()},
-        "max_mb": max(rss), "spread_mb": round(max(rss) - min(rss), 1),
-        "nothing_lost": all("error" not in run for run in runs.values()),
-        "note": "comments = the size of the emulator's default scenario (the collections dataset); records counted "
-                "against the export's own count for every dataset of the project; flat = spread < %s MB" % RSS_FLAT_MB})
-    section["goal_met"] = bool(section["nothing_lost"] and max(rss) < RSS_GOAL_MB and section["spread_mb"] < RSS_FLAT_MB)
-    if 1_000_000 not in sizes:
-        section["note"] += "; the 1,000,000-comment size was NOT run in this invocation"
-    return section
+    return rss_verdict(section, sizes, all("error" not in run for run in runs.values()),
+                       "comments = the size of the emulator's default scenario (the collections dataset); records counted "
+                       "against the export's own count for every dataset of the project; flat = spread < %s MB" % RSS_FLAT_MB)
 
 
 def _section_history_rss(a, results, save):
