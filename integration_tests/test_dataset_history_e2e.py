@@ -184,3 +184,26 @@ def test_a_token_without_the_export_permission_fails_with_a_config_error_naming_
     errors = [m["trace"]["error"] for m in run.of_type("TRACE") if m["trace"]["type"] == "ERROR"]
     assert any(e["failure_type"] == "config_error" and "Dataset - Export" in e["message"] for e in errors), errors
     assert token not in run.raw + run.stderr
+
+
+@pytest.mark.parametrize("names", [(COMMENTS,), (COMMENTS, LABELS)], ids=["comments alone", "with their labels"])
+def test_a_read_holds_at_most_the_backlog_of_records_unwritten_and_delivers_every_comment(emu, monkeypatch, names):
+    """Partition threads wait for the output (backlog.py) rather than fill the CDK's queue; nothing is lost for it."""
+    from source_commsmining import backlog
+
+    started = []
+    start = backlog.start
+
+    def start_and_keep(waiting):
+        started.append(waiting)
+        return start(waiting)
+
+    monkeypatch.setattr(backlog, "LIMIT", 3)
+    monkeypatch.setattr(backlog, "start", start_and_keep)
+    run = run_connector("read", config(emu), catalog(*names))
+    assert run.returncode == 0, run.stderr
+    keys = [(r["project"], r["dataset"], r["uid"]) for r in rows(run, COMMENTS)]
+    assert len(keys) == len(set(keys)) == len(truth(emu))
+    [waiting] = started
+    assert waiting.most == 3  # the limit (3) was reached and held
+    assert backlog.current() is None  # the read's backlog ends with it

@@ -40,6 +40,7 @@ from airbyte_cdk.models import (
 )
 from airbyte_cdk.sources.declarative.extractors.record_extractor import RecordExtractor
 
+from source_commsmining import backlog
 from source_commsmining.envelope import BadResponse, decode
 from source_commsmining.timestamps import iso_instant
 from source_commsmining.taxonomies import label_parent
@@ -115,6 +116,13 @@ class DatasetCommentsExtractor(RecordExtractor):
     """`dataset_comments` records of one export page, keeping those uploaded in the request's [from, to)."""
 
     def extract_records(self, response: requests.Response) -> Iterable[MutableMapping[Any, Any]]:
+        waiting = backlog.current()  # a read's records wait for the output here, not in the CDK's queue (backlog.py)
+        for record in self._records(response):
+            if waiting is not None:
+                waiting.enter()
+            yield record
+
+    def _records(self, response: requests.Response) -> Iterator[Dict[str, Any]]:
         body = decode(response, required=("comments",))
         request = response.request
         match = _EXPORT_PATH.search(urlsplit(request.url).path)
@@ -188,7 +196,7 @@ class DatasetCommentLabelsExtractor(DatasetCommentsExtractor):
     """`dataset_comment_labels` rows of one export page (what the stream reads when read on its own)."""
 
     def extract_records(self, response: requests.Response) -> Iterable[MutableMapping[Any, Any]]:
-        for record in super().extract_records(response):
+        for record in self._records(response):
             yield from label_rows(record)[0]
 
 

@@ -4,7 +4,7 @@ import json
 import logging
 
 import jsonschema
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Generator, Iterable, Iterator, List, Mapping, Optional
 
 from airbyte_cdk.models import (
     AirbyteCatalog,
@@ -15,14 +15,17 @@ from airbyte_cdk.models import (
     AirbyteStateType,
     AirbyteStreamState,
     ConfiguredAirbyteCatalog,
+    ConfiguredAirbyteStream,
     StreamDescriptor,
     SyncMode,
+    Type,
 )
 from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
 from airbyte_cdk.sources.declarative.yaml_declarative_source import YamlDeclarativeSource
 from airbyte_cdk.sources.streams.concurrent.abstract_stream import AbstractStream
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from source_commsmining import backlog
 from source_commsmining.api import CmApi
 from source_commsmining.check import check_connection
 from source_commsmining.comments_state import bound_cursor
@@ -207,28 +210,12 @@ class SourceCommsmining(YamlDeclarativeSource):
             results_state = ResultsState.parse_tables(
                 {table: manager.get_stream_state(table, None) for table in RESULTS_TABLES if table in selected}, cm_streams
             )
-        failure: Optional[BaseException] = None
         history, rest = SharedPages.split(others)
-        if any(s.stream.name == HISTORY[1] for s in history):
-            # dataset_comment_labels from the pages of dataset_comments (history.py): the CDK reads
-            # dataset_comments alone, from the state they share, on a source built for that catalog and state.
-            # (dataset_comments alone needs none of this: the CDK reads it as any declarative stream.)
-            manager = ConnectorStateManager(state)
-            shared = SharedPages(history, {s.stream.name: manager.get_stream_state(s.stream.name, None) for s in history}, logger)
-            others = ConfiguredAirbyteCatalog(streams=rest + [shared.configured()])
-            state = [m for m in state or [] if _state_name(m) not in HISTORY] + (
-                [_stream_state(HISTORY[0], shared.state)] if shared.state else []
-            )
-            inner = type(self)(catalog=others, config=self._config, state=state)
-            try:
-                yield from shared.messages(super(SourceCommsmining, inner).read(logger, inner._config, others, state))
-            except AirbyteTracedException as error:  # still read stream_results, then fail the sync
-                failure = error
-        elif others.streams:
-            try:
-                yield from super().read(logger, config, others, state)
-            except AirbyteTracedException as error:  # still read stream_results, then fail the sync
-                failure = error
+        waiting = backlog.start(backlog.Backlog()) if history else None
+        try:
+            failure = yield from self._read_declarative(logger, config, others, state, history, rest, waiting)
+        finally:
+            backlog.stop()
         if results_state is not None:
             reader = ResultsReader(
                 api_factory=lambda: self._api(self._config),
@@ -242,6 +229,47 @@ class SourceCommsmining(YamlDeclarativeSource):
             yield from reader.read()
         if failure is not None:
             raise failure
+
+    def _read_declarative(
+        self,
+        logger: logging.Logger,
+        config: Mapping[str, Any],
+        others: ConfiguredAirbyteCatalog,
+        state: Optional[List[AirbyteStateMessage]],
+        history: List[ConfiguredAirbyteStream],
+        rest: List[ConfiguredAirbyteStream],
+        waiting: Optional[backlog.Backlog],
+    ) -> Generator[AirbyteMessage, None, Optional[AirbyteTracedException]]:
+        """The CDK's read of the declarative streams; returns its failure (stream_results is still read after it)."""
+        try:
+            if any(s.stream.name == HISTORY[1] for s in history):
+                # dataset_comment_labels from the pages of dataset_comments (history.py): the CDK reads
+                # dataset_comments alone, from the state they share, on a source built for that catalog and state.
+                # (dataset_comments alone needs none of this: the CDK reads it as any declarative stream.)
+                manager = ConnectorStateManager(state)
+                shared = SharedPages(history, {s.stream.name: manager.get_stream_state(s.stream.name, None) for s in history}, logger)
+                others = ConfiguredAirbyteCatalog(streams=rest + [shared.configured()])
+                state = [m for m in state or [] if _state_name(m) not in HISTORY] + (
+                    [_stream_state(HISTORY[0], shared.state)] if shared.state else []
+                )
+                inner = type(self)(catalog=others, config=self._config, state=state)
+                yield from shared.messages(_written(super(SourceCommsmining, inner).read(logger, inner._config, others, state), waiting))
+            elif others.streams:
+                yield from _written(super().read(logger, config, others, state), waiting)
+        except AirbyteTracedException as error:
+            return error
+        return None
+
+
+def _written(messages: Iterable[AirbyteMessage], waiting: Optional[backlog.Backlog]) -> Iterator[AirbyteMessage]:
+    """The CDK's messages; each dataset_comments record, once handled, lets one more through the backlog."""
+    if waiting is None:
+        yield from messages
+        return
+    for message in messages:
+        yield message
+        if message.type == Type.RECORD and message.record.stream == HISTORY[0]:
+            waiting.leave()
 
 
 def _state_name(message: AirbyteStateMessage) -> Optional[str]:
