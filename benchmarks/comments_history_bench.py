@@ -39,6 +39,7 @@ from commsmining_emulator import Emulator
 from commsmining_emulator import generator as g
 from commsmining_emulator import server
 from commsmining_emulator.world import Dataset
+from run import process_cpu_s  # benchmarks/run.py, beside this script
 
 BIN = os.path.dirname(sys.executable)
 CONNECTOR = os.path.join(BIN, "source-commsmining")
@@ -105,16 +106,6 @@ def served_uids(emu: Emulator, project: str, from_ms) -> set:
             if not after:
                 break
     return uids
-
-
-def process_cpu_s(pid: int):
-    """CPU seconds (user + sys) process `pid` has used so far (/proc; None elsewhere)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def catalog() -> dict:

@@ -64,6 +64,16 @@ def log(msg):
     print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
 
 
+def process_cpu_s(pid):
+    """CPU seconds (user + sys) process `pid` has used so far (/proc; None elsewhere)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 # ---------------------------------------------------------------------------- emulator process
 class EmulatorProcess:
     """`commsmining-emulator` as a subprocess; driven over HTTP (/_emulator/...)."""
@@ -101,13 +111,8 @@ class EmulatorProcess:
                 self.proc.wait()
 
     def cpu_s(self):
-        """CPU seconds (user + sys) the emulator process has used so far (/proc; None elsewhere)."""
-        try:
-            with open("/proc/%d/stat" % self.proc.pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            return None
+        """CPU seconds (user + sys) the emulator process has used so far (None off Linux)."""
+        return process_cpu_s(self.proc.pid)
 
     def admin(self, method, path, body=None):
         r = requests.request(method, self.url + "/_emulator/" + path, data=orjson.dumps(body or {}), timeout=30)

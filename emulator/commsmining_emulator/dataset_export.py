@@ -19,9 +19,7 @@ What it serves, all pure functions of the world (tests compute their truth from 
 
 from __future__ import annotations
 
-import base64
 import random
-import struct
 from bisect import bisect_left
 
 import orjson
@@ -152,16 +150,12 @@ def thread_properties(c: dict) -> dict:
 
 # ---------------------------------------------------------------- continuation tokens
 def encode(world, ds: Dataset, order: str, position: int) -> str:
-    payload = b"D" + struct.pack(">QBQ", ds.int_id, ORDERS.index(order), position)
-    return base64.urlsafe_b64encode(payload + world._mac(payload)).decode("ascii").rstrip("=")
+    return world.seal(b"D", ">QBQ", ds.int_id, ORDERS.index(order), position)
 
 
 def decode(world, ds: Dataset, order: str, token) -> int:
     try:
-        raw = base64.urlsafe_b64decode(token.encode("ascii") + b"=" * (-len(token) % 4))
-        if len(raw) != 26 or raw[:1] != b"D" or world._mac(raw[:18]) != raw[18:]:
-            raise ValueError
-        did, kind, position = struct.unpack(">QBQ", raw[1:18])
+        did, kind, position = world.unseal(b"D", ">QBQ", token)
     except Exception:
         raise ApiError(400, "Invalid continuation") from None
     if did != ds.int_id or kind != ORDERS.index(order):

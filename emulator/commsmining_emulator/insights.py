@@ -15,8 +15,6 @@ seed and the names, so two emulators with the same seed serve the same bodies.
 
 from __future__ import annotations
 
-import base64
-import struct
 import time
 
 from . import generator as g
@@ -151,15 +149,11 @@ class AuditLog:
         return new
 
     def _token(self, index: int) -> str:
-        payload = b"A" + struct.pack(">Q", index)
-        return base64.urlsafe_b64encode(payload + self.world._mac(payload)).decode("ascii").rstrip("=")
+        return self.world.seal(b"A", ">Q", index)
 
     def _index(self, token: str) -> int:
         try:
-            raw = base64.urlsafe_b64decode(token.encode("ascii") + b"=" * (-len(token) % 4))
-            if len(raw) != 17 or raw[:1] != b"A" or self.world._mac(raw[:9]) != raw[9:]:
-                raise ValueError
-            return struct.unpack(">Q", raw[1:9])[0]
+            return self.world.unseal(b"A", ">Q", token)[0]
         except Exception:
             raise ApiError(400, "Invalid continuation") from None
 

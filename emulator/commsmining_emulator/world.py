@@ -531,19 +531,26 @@ class World:
     def _mac(self, payload: bytes) -> bytes:
         return hashlib.blake2b(payload, key=self._key, digest_size=8).digest()
 
+    def seal(self, tag: bytes, fmt: str, *values: int, padded: bool = False) -> str:
+        """An opaque continuation token: `tag`, the values packed as `fmt` and their MAC, in URL-safe base64."""
+        payload = tag + struct.pack(fmt, *values)
+        token = base64.urlsafe_b64encode(payload + self._mac(payload)).decode("ascii")
+        return token if padded else token.rstrip("=")
+
+    def unseal(self, tag: bytes, fmt: str, token) -> tuple:
+        """The values of a token `seal` made with this `tag` and `fmt`; ValueError (or TypeError) for anything else."""
+        raw = base64.urlsafe_b64decode(token.encode("ascii") + b"=" * (-len(token) % 4))
+        size = len(tag) + struct.calcsize(fmt)
+        if len(raw) != size + 8 or raw[:len(tag)] != tag or self._mac(raw[:size]) != raw[size:]:
+            raise ValueError("not a token of this world")
+        return struct.unpack(fmt, raw[len(tag):size])
+
     def encode_seq(self, st: Stream, index: int) -> str:
-        payload = struct.pack(">QQ", st.int_id, index)
-        return base64.urlsafe_b64encode(payload + self._mac(payload)).decode("ascii")
+        return self.seal(b"", ">QQ", st.int_id, index, padded=True)
 
     def decode_seq(self, st: Stream, token) -> int:
         try:
-            raw = base64.urlsafe_b64decode(token.encode("ascii") + b"=" * (-len(token) % 4))
-            if len(raw) != 24:
-                raise ValueError
-            payload, mac = raw[:16], raw[16:]
-            if self._mac(payload) != mac:
-                raise ValueError
-            sid, index = struct.unpack(">QQ", payload)
+            sid, index = self.unseal(b"", ">QQ", token)
         except Exception:
             raise ApiError(400, "Invalid sequence_id") from None
         if sid != st.int_id or index > st.dataset.total():
@@ -551,15 +558,11 @@ class World:
         return index
 
     def encode_export(self, src: Source, pos) -> str:
-        payload = b"X" + struct.pack(">QQQ", src.int_id, pos[0], pos[1])
-        return base64.urlsafe_b64encode(payload + self._mac(payload)).decode("ascii").rstrip("=")
+        return self.seal(b"X", ">QQQ", src.int_id, pos[0], pos[1])
 
     def decode_export(self, src: Source, token: str):
         try:
-            raw = base64.urlsafe_b64decode(token.encode("ascii") + b"=" * (-len(token) % 4))
-            if len(raw) != 33 or raw[:1] != b"X" or self._mac(raw[:25]) != raw[25:]:
-                raise ValueError
-            sid, k, o = struct.unpack(">QQQ", raw[1:25])
+            sid, k, o = self.unseal(b"X", ">QQQ", token)
         except Exception:
             raise ApiError(400, "Invalid continuation") from None
         if sid != src.int_id:
