@@ -10,6 +10,8 @@ on upload time in windows, a cursor paginator on `continuation`); this module ho
   `[from, to)`. The requester sends `to` = the window's inclusive end plus the cursor's granularity
   (the next window's start), so whether the API's `to` is inclusive (the emulator's) or exclusive, a
   comment uploaded exactly on a window edge is read once: by the window that starts there.
+- `ExportContinuation`: the next page's token, as the extractor read it (the CDK's cursor paginator
+  would parse each page a second time for it).
 - `label_rows`: the flat rows of one record, one per label per kind (`reviewed`, `predicted`).
 - `SharedPages`: both streams from the same pages. When `dataset_comment_labels` is selected,
   SourceCommsmining.read has the CDK read `dataset_comments` alone (on a source built for that catalog
@@ -39,6 +41,7 @@ from airbyte_cdk.models import (
     Type,
 )
 from airbyte_cdk.sources.declarative.extractors.record_extractor import RecordExtractor
+from airbyte_cdk.sources.declarative.requesters.paginators.strategies.pagination_strategy import PaginationStrategy
 
 from source_commsmining import backlog
 from source_commsmining.envelope import BadResponse, decode
@@ -51,8 +54,8 @@ HISTORY = (COMMENTS, LABELS)
 REVIEWED, PREDICTED = "reviewed", "predicted"
 LEVELS = " > "
 _EXPORT_PATH = re.compile(r"/datasets/(?P<project>[^/]+)/(?P<dataset>[^/]+)/export$")
-
-
+# Where the extractor leaves an export page's `continuation` on its response for ExportContinuation.
+_CONTINUATION = "commsmining_continuation"
 
 
 def _text(value: Any) -> Optional[str]:
@@ -72,6 +75,15 @@ def _labels(container: Any, *path: str) -> List[Any]:
     for key in path:
         container = container.get(key) if container.__class__ is dict else None
     return container if container.__class__ is list else []
+
+
+def _page_size(response: requests.Response) -> int:
+    """The comments an export page may hold: the request's `limit`."""
+    try:
+        limit = orjson.loads(response.request.body or b"{}").get("limit")
+    except (orjson.JSONDecodeError, AttributeError):
+        limit = None
+    return limit if limit.__class__ is int and limit > 0 else 1
 
 
 def _bad(names: Mapping[str, str], request_body: Mapping[str, Any], what: str) -> BadResponse:
@@ -117,10 +129,21 @@ class DatasetCommentsExtractor(RecordExtractor):
 
     def extract_records(self, response: requests.Response) -> Iterable[MutableMapping[Any, Any]]:
         waiting = backlog.current()  # a read's records wait for the output here, not in the CDK's queue (backlog.py)
-        for record in self._records(response):
-            if waiting is not None:
-                waiting.enter()
-            yield record
+        if waiting is None:
+            yield from self._records(response)
+            return
+        # The page's places are taken before it is parsed: what the backlog bounds is comments in memory.
+        places = _page_size(response)
+        waiting.enter(places)
+        try:
+            for record in self._records(response):
+                if places:
+                    places -= 1
+                else:
+                    waiting.enter()  # more comments than the request's `limit`
+                yield record
+        finally:
+            waiting.leave(places)
 
     def _records(self, response: requests.Response) -> Iterator[Dict[str, Any]]:
         body = decode(response, required=("comments",))
@@ -137,7 +160,10 @@ class DatasetCommentsExtractor(RecordExtractor):
         comments = body["comments"]
         if comments.__class__ is not list:
             raise _bad(names, sent, f"`comments` as {type(comments).__name__}, not a list")
-        for index, item in enumerate(comments):
+        setattr(response, _CONTINUATION, body.get("continuation"))
+        for index in range(len(comments)):
+            # The page lets go of each comment as its record leaves, so a record written is memory freed.
+            item, comments[index] = comments[index], None
             comment = item.get("comment") if item.__class__ is dict else None
             uid = comment.get("uid") if comment.__class__ is dict else None
             created = iso_instant(comment.get("created_at")) if comment.__class__ is dict else None
@@ -148,6 +174,29 @@ class DatasetCommentsExtractor(RecordExtractor):
             if (low is not None and created < low) or (high is not None and created >= high):
                 continue  # another window's (an API whose `to` is inclusive sends the next window's first comment)
             yield build_record(item, names)
+
+
+@dataclass
+class ExportContinuation(PaginationStrategy):
+    """The next export page: the `continuation` the extractor read from this page, without parsing it again.
+
+    The CDK's CursorPagination parses the whole page again for that one string (2 MB of objects for
+    256 comments), in every partition's thread at once. A page the extractor did not see (which the
+    CDK's retriever never does: records first, then the next token) is parsed here, as it would be.
+    """
+
+    @property
+    def initial_token(self) -> Optional[Any]:
+        return None
+
+    def next_page_token(self, response: requests.Response, last_page_size: int, last_record: Any,
+                        last_page_token_value: Optional[Any] = None, page_size_override: Optional[int] = None) -> Optional[Any]:
+        if not hasattr(response, _CONTINUATION):
+            setattr(response, _CONTINUATION, decode(response).get("continuation"))
+        return getattr(response, _CONTINUATION) or None
+
+    def get_page_size(self) -> Optional[int]:
+        return None
 
 
 def label_rows(record: Mapping[str, Any]) -> Tuple[List[Dict[str, Any]], int]:

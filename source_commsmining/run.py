@@ -1,6 +1,7 @@
 """Runs the connector: build the source with the run's catalog, config and state, print a TRACE if
 that fails, hand over to launch (masked output, signals, exit codes: launch.py)."""
 
+import ctypes
 import gc
 import os
 import sys
@@ -41,7 +42,7 @@ def _source(args: List[str], config: Optional[Mapping[str, Any]]) -> SourceComms
     )
 
 
-def _messages(args: List[str], tune_gc: bool) -> Iterator[str]:
+def _messages(args: List[str], own_process: bool) -> Iterator[str]:
     """Every line of the run, in order; a source that cannot be built (a bad config or state file) is a TRACE."""
     try:
         source = _source(args, _read_config(args))
@@ -51,8 +52,9 @@ def _messages(args: List[str], tune_gc: bool) -> Iterator[str]:
     except Exception as error:  # without this the platform would only see a Python traceback on stderr
         yield trace(f"source-commsmining could not start: {error}", str(error), FailureType.config_error, traceback.format_exc())
         raise Failed()
-    if tune_gc:
+    if own_process:  # the process is the connector's: its collector and allocator are set for a read
         _tune_gc()
+        _tune_malloc()
     entrypoint = CommsminingEntrypoint(source)
     yield from entrypoint.run(entrypoint.parse_args(args))
 
@@ -71,10 +73,34 @@ def _tune_gc() -> None:
         gc.set_threshold(10_000, 10, 10)
 
 
+# glibc's mallopt parameter: the size from which an allocation is its own mapping, given back when freed.
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 128 * 1024
+
+
+def _tune_malloc() -> None:
+    """glibc's allocator with a fixed mmap threshold (its default, 128 KiB), so that memory freed by one
+    partition's thread goes back to the system rather than staying in that thread's arena.
+
+    By default glibc raises the threshold to the size of any mapped block freed: after the first export
+    page (~550 KB of body) is freed, every later page comes from the arena of the thread that reads
+    it, and with 8 partitions in flight each of 8 arenas keeps its own high-water mark. `make bench`
+    (history_rss, 1,000,000 comments): see benchmarks/README.md for what it is worth.
+    `SOURCE_COMMSMINING_MALLOC_TUNING=0` turns it off; without glibc (macOS, musl) there is nothing to set.
+    """
+    if os.environ.get("SOURCE_COMMSMINING_MALLOC_TUNING", "1") == "0":
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
 def run(args: Optional[List[str]] = None) -> None:
     """The console script (no `args`: the process is the connector's own, so its collector is tuned), or in-process."""
     own_process = args is None
     liveness.start()
     if own_process:
         parent_watch.start()
-    launch(_messages(sys.argv[1:] if own_process else args, tune_gc=own_process), own_process)
+    launch(_messages(sys.argv[1:] if own_process else args, own_process), own_process)

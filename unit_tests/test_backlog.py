@@ -64,3 +64,14 @@ def test_the_end_of_a_read_lets_every_waiting_thread_go_at_once():
     assert not done.wait(0.2)
     backlog.stop()  # the read failed or ended: a partition thread must not sit out the stall
     assert done.wait(2) and backlog.current() is None
+
+
+def test_a_page_bigger_than_the_limit_goes_alone_and_nothing_joins_it_until_it_is_written():
+    waiting = Backlog(limit=3, stall_s=10)
+    waiting.enter(5)  # nothing waiting: a page larger than the limit is not held forever
+    done = threading.Event()
+    threading.Thread(target=lambda: (waiting.enter(2), done.set()), daemon=True).start()
+    waiting.leave(2)
+    assert not done.wait(0.2)  # 3 unwritten + 2 more would exceed 3
+    waiting.leave(2)
+    assert done.wait(5) and waiting.unwritten == 3

@@ -6,7 +6,7 @@ from source_commsmining.components.comments import CommentsExtractor
 from source_commsmining.components.label_defs import LabelDefsExtractor
 from source_commsmining.components.results import ResultFieldsExtractor, ResultLabelsExtractor, ResultsExtractor
 from source_commsmining.deadline_requester import DeadlineHttpRequester
-from source_commsmining.history import DatasetCommentLabelsExtractor, DatasetCommentsExtractor
+from source_commsmining.history import DatasetCommentLabelsExtractor, DatasetCommentsExtractor, ExportContinuation
 from source_commsmining.model_versions import ModelVersionPartitions, ValidationColumns
 from source_commsmining.thresholds import StreamThresholdsExtractor
 from source_commsmining.transport import DeadlineBearerAuthenticator, RetryAfter, TransportAwareErrorHandler
@@ -19,6 +19,7 @@ __all__ = [
     "DatasetCommentsExtractor",
     "DeadlineBearerAuthenticator",
     "DeadlineHttpRequester",
+    "ExportContinuation",
     "LabelDefsExtractor",
     "ModelVersionPartitions",
     "ResultFieldsExtractor",
