@@ -32,12 +32,13 @@ from source_commsmining.comments_state import bound_cursor
 from source_commsmining.config import as_migrated, validate_config
 from source_commsmining.errors import config_error
 from source_commsmining.flat_tables import TABLES as RESULTS_TABLES
-from source_commsmining.history import HISTORY, SharedPages
+from source_commsmining.history import HISTORY
 from source_commsmining.position_plan import IF_UNREAD
 from source_commsmining.stream_position import Positioning
 from source_commsmining.records import first_few
 from source_commsmining.results_reader import ResultsReader
 from source_commsmining.state import ResultsState, json_path
+from source_commsmining.shared_pages import SharedPages
 
 CHECK_MAX_RETRIES = 2
 COMMENTS = "comments"
