@@ -12,13 +12,13 @@ import logging
 import os
 import sys
 from datetime import datetime, timezone
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from airbyte_cdk.entrypoint import AirbyteEntrypoint
 from airbyte_cdk.models import AirbyteErrorTraceMessage, AirbyteMessage, AirbyteTraceMessage, FailureType, TraceType, Type
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_commsmining import liveness
+from source_commsmining import liveness, signals
 from source_commsmining.masking import masked_output
 from source_commsmining.signals import Interrupted, interrupting
 
@@ -66,31 +66,43 @@ def _discard_stdout() -> None:
 def _write_all(lines: Iterator[str]) -> int:
     """Writes every line of the run, masked; the exit code."""
     with masked_output() as write:
-        try:
-            for line in lines:
-                write(line)
-        except Failed:
-            return 1
-        except BrokenPipeError:
-            raise  # nobody reads stdout any more: see launch
-        except Interrupted as stop:
-            _close(lines)  # the entrypoint's temporary directory is removed here
-            write(
-                trace(
-                    f"The sync was interrupted ({stop}): it stopped at the last STATE printed above, and the "
-                    "next sync goes on from there.",
-                    f"source-commsmining received {stop}",
-                    FailureType.transient_error,
-                )
+        exit_code = _write_lines(lines, write)
+        signals.finished(exit_code)  # before the output's last flush: a signal from here on interrupts nothing
+    return exit_code
+
+
+# The one answer of `spec`, `check` and `discover`: once it is written, a signal has nothing left to interrupt.
+_ANSWERS = ('{"type":"SPEC"', '{"type":"CONNECTION_STATUS"', '{"type":"CATALOG"')
+
+
+def _write_lines(lines: Iterator[str], write: Callable[[str], None]) -> int:
+    try:
+        for line in lines:
+            write(line)
+            if line.startswith(_ANSWERS):
+                signals.finished(0)  # PyAirbyte terminates `discover` as soon as it has read the catalog
+    except Failed:
+        return 1
+    except BrokenPipeError:
+        raise  # nobody reads stdout any more: see launch
+    except Interrupted as stop:
+        _close(lines)  # the entrypoint's temporary directory is removed here
+        write(
+            trace(
+                f"The sync was interrupted ({stop}): it stopped at the last STATE printed above, and the "
+                "next sync goes on from there.",
+                f"source-commsmining received {stop}",
+                FailureType.transient_error,
             )
-            return 128 + stop.signum
-        except Exception as error:
-            traced = error if isinstance(error, AirbyteTracedException) else AirbyteTracedException.from_exception(error)
-            logging.getLogger("airbyte").fatal(f"source-commsmining failed: {error!r}")
-            write(AirbyteEntrypoint.airbyte_message_to_string(traced.as_sanitized_airbyte_message()))
-            return 1
-        finally:
-            _close(lines)
+        )
+        return 128 + stop.signum
+    except Exception as error:
+        traced = error if isinstance(error, AirbyteTracedException) else AirbyteTracedException.from_exception(error)
+        logging.getLogger("airbyte").fatal(f"source-commsmining failed: {error!r}")
+        write(AirbyteEntrypoint.airbyte_message_to_string(traced.as_sanitized_airbyte_message()))
+        return 1
+    finally:
+        _close(lines)
     return 0
 
 

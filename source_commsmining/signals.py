@@ -6,7 +6,10 @@ middle of an import can land inside an extension module's initialisation (the pr
 SIGSEGV instead of ending with its TRACE, twice in full test runs on a loaded machine). Nothing has
 been read or sent yet, so it writes the TRACE and ends the process at once. Once the run has begun,
 `interrupt` raises `Interrupted` in the main thread, and launch.launch flushes what was printed,
-writes a TRACE and exits with 128 + the signal.
+writes a TRACE and exits with 128 + the signal. Once every line of the run is written (`finished`),
+a signal has nothing left to interrupt: the process ends with the run's own exit code. PyAirbyte,
+for one, terminates `discover` as soon as it has read the catalog, and takes any exit code but 0 or
+-15 for a failure.
 
 Only the standard library is imported here, so the first handler is in place within milliseconds.
 """
@@ -17,9 +20,10 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_finished_with: Optional[int] = None  # the run's exit code, once every line of it is written
 
 
 class Interrupted(BaseException):
@@ -36,8 +40,16 @@ def _ignore_more() -> None:
         signal.signal(other, signal.SIG_IGN)
 
 
+def finished(exit_code: Optional[int]) -> None:
+    """Every line of the run is written (only the flush of the output is left): a signal from here on ends nothing."""
+    global _finished_with
+    _finished_with = exit_code
+
+
 def interrupt(signum: int, frame: Any) -> None:
     """The handler during the run: no advance or retry is sent from here on, and the main thread stops."""
+    if _finished_with is not None:
+        return  # the run is written: the flush goes on and the process ends with the run's exit code
     _ignore_more()
     from source_commsmining import liveness  # the standard library only
 
@@ -64,8 +76,10 @@ def early_trace(stop: Interrupted) -> str:
 
 
 def while_starting(signum: int, frame: Any) -> None:
-    """The handler until the run installs `interrupt`: no exception into a half-done import."""
+    """The handler until the run installs `interrupt` (no exception into a half-done import), and again after it."""
     _ignore_more()
+    if _finished_with is not None:
+        os._exit(_finished_with)  # the run is written and flushed: only the interpreter's shutdown was left
     try:
         os.write(1, (early_trace(Interrupted(signum)) + "\n").encode())
     except OSError:
@@ -82,6 +96,7 @@ def install_while_starting() -> None:
 @contextmanager
 def interrupting() -> Iterator[None]:
     """`interrupt` for SIGINT and SIGTERM during the block (main thread only), the previous handlers after it."""
+    finished(None)  # a run begins: nothing of it is written yet
     saved = {}
     if threading.current_thread() is threading.main_thread():
         saved = {signum: signal.signal(signum, interrupt) for signum in SIGNALS}
