@@ -62,12 +62,18 @@ def _labels(container: Any, *path: str) -> List[Any]:
     return container if container.__class__ is list else []
 
 
+def _sent(response: requests.Response) -> Mapping[str, Any]:
+    """The body of the export request that `response` answers (its window, `limit`, `continuation`)."""
+    try:
+        sent = orjson.loads(response.request.body or b"{}")
+    except orjson.JSONDecodeError:
+        return {}
+    return sent if sent.__class__ is dict else {}
+
+
 def _page_size(response: requests.Response) -> int:
     """The comments an export page may hold: the request's `limit`."""
-    try:
-        limit = orjson.loads(response.request.body or b"{}").get("limit")
-    except (orjson.JSONDecodeError, AttributeError):
-        limit = None
+    limit = _sent(response).get("limit")
     return limit if limit.__class__ is int and limit > 0 else 1
 
 
@@ -137,10 +143,7 @@ class DatasetCommentsExtractor(RecordExtractor):
         if match is None:
             raise ValueError(f"not a dataset export URL: {urlsplit(request.url).path}")
         names = {key: unquote(value) for key, value in match.groupdict().items()}
-        try:
-            sent = orjson.loads(request.body or b"{}")
-        except orjson.JSONDecodeError:
-            sent = {}
+        sent = _sent(response)
         low, high = iso_instant(sent.get("from")), iso_instant(sent.get("to"))
         comments = body["comments"]
         if comments.__class__ is not list:

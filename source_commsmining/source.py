@@ -244,7 +244,7 @@ class SourceCommsmining(YamlDeclarativeSource):
         """The CDK's read of the declarative streams; returns its failure (stream_results is still read after it)."""
         try:
             if any(s.stream.name == HISTORY[1] for s in history):
-                # dataset_comment_labels from the pages of dataset_comments (history.py): the CDK reads
+                # dataset_comment_labels from the pages of dataset_comments (shared_pages.py): the CDK reads
                 # dataset_comments alone, from the state they share, on a source built for that catalog and state.
                 # (dataset_comments alone needs none of this: the CDK reads it as any declarative stream.)
                 manager = ConnectorStateManager(state)
