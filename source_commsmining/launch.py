@@ -71,16 +71,10 @@ def _write_all(lines: Iterator[str]) -> int:
     return exit_code
 
 
-# The one answer of `spec`, `check` and `discover`: once it is written, a signal has nothing left to interrupt.
-_ANSWERS = ('{"type":"SPEC"', '{"type":"CONNECTION_STATUS"', '{"type":"CATALOG"')
-
-
 def _write_lines(lines: Iterator[str], write: Callable[[str], None]) -> int:
     try:
         for line in lines:
             write(line)
-            if line.startswith(_ANSWERS):
-                signals.finished(0)  # PyAirbyte terminates `discover` as soon as it has read the catalog
     except Failed:
         return 1
     except BrokenPipeError:

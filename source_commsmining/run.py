@@ -12,7 +12,7 @@ from airbyte_cdk.entrypoint import AirbyteEntrypoint
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_commsmining import liveness, parent_watch
+from source_commsmining import liveness, parent_watch, signals
 from source_commsmining.config import credential_secrets, endpoint_secrets
 from source_commsmining.entrypoint import CommsminingEntrypoint
 from source_commsmining.errors import register_secret
@@ -56,7 +56,22 @@ def _messages(args: List[str], own_process: bool) -> Iterator[str]:
         _tune_gc()
         _tune_malloc()
     entrypoint = CommsminingEntrypoint(source)
-    yield from entrypoint.run(entrypoint.parse_args(args))
+    parsed = entrypoint.parse_args(args)
+    lines = entrypoint.run(parsed)
+    yield from lines if parsed.command == "read" else _answered(lines)
+
+
+# The one answer of `spec`, `check` and `discover`.
+_ANSWERS = ('{"type":"SPEC"', '{"type":"CONNECTION_STATUS"', '{"type":"CATALOG"')
+
+
+def _answered(lines: Iterator[str]) -> Iterator[str]:
+    """The lines of `spec`, `check` or `discover`: once the answer is written, a signal has nothing left to
+    interrupt (PyAirbyte terminates `discover` as soon as it has read the catalog)."""
+    for line in lines:
+        yield line  # launch has written it when this resumes
+        if line.startswith(_ANSWERS):
+            signals.finished(0)
 
 
 def _tune_gc() -> None:

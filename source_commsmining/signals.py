@@ -6,8 +6,8 @@ middle of an import can land inside an extension module's initialisation (the pr
 SIGSEGV instead of ending with its TRACE, twice in full test runs on a loaded machine). Nothing has
 been read or sent yet, so it writes the TRACE and ends the process at once. Once the run has begun,
 `interrupt` raises `Interrupted` in the main thread, and launch.launch flushes what was printed,
-writes a TRACE and exits with 128 + the signal. Once every line of the run is written (`finished`),
-a signal has nothing left to interrupt: the process ends with the run's own exit code. PyAirbyte,
+writes a TRACE and exits with 128 + the signal. Once every line of the run, or the one answer of
+`spec`, `check` or `discover`, is written (`finished`), a signal has nothing left to interrupt: the process ends with the run's own exit code. PyAirbyte,
 for one, terminates `discover` as soon as it has read the catalog, and takes any exit code but 0 or
 -15 for a failure.
 
@@ -41,7 +41,7 @@ def _ignore_more() -> None:
 
 
 def finished(exit_code: Optional[int]) -> None:
-    """Every line of the run is written (only the flush of the output is left): a signal from here on ends nothing."""
+    """The run's outcome is written (its answer, or every line): a signal from here on ends nothing."""
     global _finished_with
     _finished_with = exit_code
 

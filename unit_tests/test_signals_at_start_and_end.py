@@ -29,6 +29,7 @@ def test_a_signal_while_the_cdk_is_still_importing_ends_with_a_trace(signum, tmp
 FINISHED_PROBE = """
 import os, signal, sys
 from source_commsmining import launch, signals
+from source_commsmining.run import _answered  # discover's lines, as run._messages hands them to launch
 signals.install_while_starting()
 when = sys.argv[1]
 finished = signals.finished
@@ -45,7 +46,7 @@ def lines():
 
 signals.finished = finished_then_signalled
 try:
-    launch.launch(lines(), own_process=True)
+    launch.launch(_answered(lines()), own_process=True)
 finally:
     if when == "while the interpreter shuts down":
         os.kill(os.getpid(), signal.SIGTERM)
